@@ -1,0 +1,70 @@
+// Read-only introspection of a store: its segment, attached processes and
+// objects, as plain values. Taken without the store's lock, so a snapshot
+// may be a moment out of date but never disturbs the processes using it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sealstore/ref.hpp"
+#include "sealstore/value.hpp"
+
+namespace sealstore {
+
+enum class ObjectState : std::uint8_t {
+  Unfilled,      // made with make_ref(), not yet filled
+  Writing,       // a writer is filling it
+  Sealed,        // immutable, fetchable
+  ErasePending,  // erased while pinned; freed when the last pin goes
+  Abandoned,     // its writer died before sealing; fetch fails with WorkerFailed
+};
+std::string_view to_string(ObjectState s) noexcept;
+
+enum class Role : std::uint8_t { Owner, Worker, Client };
+std::string_view to_string(Role r) noexcept;
+
+struct ObjectInfo {
+  RemoteRef ref;
+  ObjectState state = ObjectState::Unfilled;
+  std::uint64_t size = 0;  // bytes
+  ValueType type;
+  WorkerId creator = 0;      // worker that made the object
+  std::int32_t creator_pid = 0;
+  std::uint64_t created_unix_ns = 0;
+  std::vector<WorkerId> pinned_by;  // workers holding at least one View
+  std::vector<std::string> names;   // names bound to it
+};
+
+struct ProcessInfo {
+  std::uint32_t slot = 0;
+  std::int32_t pid = 0;
+  std::uint64_t start_time = 0;  // /proc/PID/stat field 22, clock ticks after boot
+  WorkerId id = 0;
+  Role role = Role::Client;
+  bool alive = false;  // the pid runs and is the same process (start time matches)
+  std::uint64_t pinned_objects = 0;
+  std::uint64_t pinned_bytes = 0;
+  std::uint64_t objects_created = 0;
+  std::uint64_t attached_unix_ns = 0;
+};
+
+struct SegmentInfo {
+  std::string name;
+  std::string path;                  // the backing file
+  std::uint32_t layout_version = 0;
+  std::uint32_t segment_tag = 0;
+  std::uint32_t mode = 0;            // permission bits of the backing file
+  std::uint64_t file_size = 0;       // bytes of the backing file
+  std::uint64_t capacity = 0;        // bytes for object data
+  std::uint64_t used = 0;            // bytes held by objects (rounded to 64)
+  std::uint64_t largest_free = 0;    // the largest object that fits now
+  std::uint64_t free_extents = 0;    // number of free blocks (fragmentation)
+  std::uint32_t objects = 0;         // table entries in use
+  std::uint32_t max_objects = 0;
+  std::uint32_t processes = 0;       // slots in use (alive or not yet reaped)
+  std::uint64_t recoveries = 0;      // dead processes cleaned up so far
+  std::uint64_t created_unix_ns = 0;
+};
+
+}  // namespace sealstore

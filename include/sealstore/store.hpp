@@ -1,0 +1,198 @@
+// sealstore::Store, a handle on one shared-memory segment of sealed objects.
+// A Store is safe for concurrent use from many threads, and many processes
+// may attach to one segment at once. Every call throws sealstore::Error; the
+// comment on each call lists its codes. Calls do not block unless they say so.
+// A Store inherited across fork() is unusable in the child: attach again.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sealstore/error.hpp"
+#include "sealstore/ref.hpp"
+#include "sealstore/stats.hpp"
+#include "sealstore/value.hpp"
+#include "sealstore/view.hpp"
+#include "sealstore/writer.hpp"
+
+namespace sealstore {
+
+namespace detail {
+class Session;
+}
+
+struct CreateOptions {
+  // Bytes for object data. The whole backing file (data plus tables) is
+  // reserved on the mount at creation, so running out shows here, not later.
+  std::uint64_t capacity = std::uint64_t{64} << 20U;
+  // How many objects (and made refs) can exist at once; 0 picks
+  // capacity / 16 KiB, clamped to [1024, 1 << 20].
+  std::uint32_t max_objects = 0;
+  // How many store-wide names can be bound at once.
+  std::uint32_t max_names = 1024;
+  // Permission bits of the backing file: owner-only unless asked otherwise
+  // (0660 shares with the group).
+  std::uint32_t mode = 0600;
+  // Touch the whole mapping now (MAP_POPULATE): creation takes longer, and
+  // first writes into the segment take no page faults.
+  bool prefault = false;
+  // Ask for transparent huge pages on the mapping (madvise). Takes effect
+  // only on a mount that allows them (tmpfs huge=within_size or the sysfs
+  // shmem_enabled setting); harmless elsewhere.
+  bool huge_pages = false;
+  // Where the backing file lives: "/dev/shm" unless set (another tmpfs, a
+  // huge-page tmpfs). The file is DIRECTORY/sealstore.NAME.
+  std::string directory;
+};
+
+struct AttachOptions {
+  // Populate the read-only mapping of the data now, so first reads of
+  // objects take no minor faults (attach takes longer).
+  bool prefault = false;
+  bool huge_pages = false;
+  std::string directory;
+  // Observer: map the segment read-only, take no process slot, pin and lock
+  // nothing. Only introspection works (info, processes, objects, lookup);
+  // the rest throws InvalidArgument. memstat attaches this way.
+  bool observer = false;
+  // For the worker pool: the role and id this process attaches as.
+  Role role = Role::Client;
+  WorkerId id = 0;  // 0: the next free id
+};
+
+// "Wait for ever": the default for fetch.
+inline constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
+
+class Store {
+ public:
+  // Creates segment NAME (letters, digits, '.', '_', '-'; at most 200; not
+  // starting with '.') and attaches as its owner, worker id 1.
+  // Errors: InvalidArgument (name, options), AlreadyExists, OutOfMemory (the
+  // mount cannot hold it: sizes named), PermissionDenied.
+  static Store create(std::string_view name, const CreateOptions& options = {});
+  // Attaches to an existing segment. Blocks only while another process is
+  // creating it. Errors: InvalidArgument, SegmentMissing, IncompatibleSegment
+  // (other magic, version or layout), Corrupt, PermissionDenied, OutOfMemory
+  // (no free process slot).
+  static Store attach(std::string_view name, const AttachOptions& options = {});
+  // Unlinks the segment's name; processes attached keep using it until they
+  // detach. Returns false if there was none. Errors: InvalidArgument,
+  // PermissionDenied.
+  static bool remove(std::string_view name, std::string_view directory = {});
+  static bool exists(std::string_view name, std::string_view directory = {});
+  // The backing file's path for NAME.
+  static std::string path_of(std::string_view name, std::string_view directory = {});
+
+  Store(Store&&) noexcept;
+  Store& operator=(Store&&) noexcept;
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+  // Detaches when the last Store, View and Writer of this attachment are gone.
+  ~Store();
+
+  const std::string& name() const noexcept;
+  // This process's worker id in the store.
+  WorkerId myid() const noexcept;
+
+  // An unfilled ref that any attached process may fill once. where defaults
+  // to this process. Errors: OutOfMemory (object table full).
+  RemoteRef make_ref();
+  RemoteRef make_ref(WorkerId where);
+
+  // Copies value into the segment and seals it under a new ref. V is any
+  // Element T, std::vector<T>, std::span<const T>, std::string(_view),
+  // NdArray<T>, a contiguous NdView<T>, or std::span<const std::byte>.
+  // Errors: OutOfMemory (sizes and free space named).
+  template <class V>
+  RemoteRef put(const V& value) {
+    using C = Codec<std::remove_cvref_t<V>>;
+    return put_bytes(C::type(value), C::bytes(value));
+  }
+  // Fills ref, made with make_ref(), and seals it. Errors: AlreadySealed (it
+  // was filled or is being filled; nothing changes), NotFound, OutOfMemory.
+  template <class V>
+  void put(const RemoteRef& ref, const V& value) {
+    using C = Codec<std::remove_cvref_t<V>>;
+    put_bytes(ref, C::type(value), C::bytes(value));
+  }
+  RemoteRef put_bytes(const ValueType& type, std::span<const std::byte> bytes);
+  void put_bytes(const RemoteRef& ref, const ValueType& type, std::span<const std::byte> bytes);
+
+  // Space of `bytes` bytes to fill in place, sealed under a new ref.
+  // Errors: OutOfMemory, InvalidArgument (size not a multiple of the element
+  // size, or not matching an NdArray's shape).
+  Writer create_writer(std::uint64_t bytes, const ValueType& type = {});
+  // The same, to fill ref (made with make_ref()). Errors as put(ref, ...).
+  Writer create_writer(const RemoteRef& ref, std::uint64_t bytes, const ValueType& type = {});
+
+  // Waits (sleeping, never spinning) until ref is sealed, then pins it and
+  // returns a View. Costs the same for any object size; copies nothing.
+  // Errors: Timeout, NotFound (unknown, erased, or of another segment),
+  // WorkerFailed (its writer died), InvalidArgument (null ref).
+  View fetch(const RemoteRef& ref);
+  View fetch(const RemoteRef& ref, std::chrono::nanoseconds timeout);
+  // Never waits: an empty optional if ref is not sealed yet. Errors:
+  // NotFound, WorkerFailed, InvalidArgument.
+  std::optional<View> try_fetch(const RemoteRef& ref);
+
+  // Fetches and copies the value into memory the caller owns. V as for put
+  // (std::vector<std::byte> takes the raw bytes of any value). Errors: as
+  // fetch, and TypeMismatch naming both types.
+  template <class V>
+  V materialize(const RemoteRef& ref, std::chrono::nanoseconds timeout = kForever) {
+    using C = Codec<V>;
+    View v = fetch(ref, timeout);
+    ValueType t = v.type();
+    if (!C::accepts(t)) throw_type_mismatch(ref, t, C::wanted().describe());
+    return C::build(v.bytes(), t);
+  }
+  // Copies the object's bytes into dst (exactly its size). Errors: as fetch,
+  // InvalidArgument (dst of another size).
+  void materialize_into(const RemoteRef& ref, std::span<std::byte> dst,
+                        std::chrono::nanoseconds timeout = kForever);
+
+  // Erases ref: now if nobody pins it, else when the last pin goes (fetch
+  // fails with NotFound from now on). Names bound to it are unbound.
+  // Errors: NotFound, NotSealed (a writer is filling it).
+  void erase(const RemoteRef& ref);
+  // True while ref names a live object of this segment, in any state.
+  bool contains(const RemoteRef& ref) const;
+
+  // Store-wide names. Names: 1..63 of letters, digits, '.', '_', '-', ':',
+  // '/'. bind replaces an earlier binding of the same name.
+  // Errors: InvalidArgument (name), NotFound (ref), OutOfMemory (name table).
+  void bind(std::string_view name, const RemoteRef& ref);
+  std::optional<RemoteRef> lookup(std::string_view name) const;
+  bool unbind(std::string_view name);
+
+  // Introspection, read without the lock (see stats.hpp).
+  SegmentInfo info() const;
+  std::vector<ProcessInfo> processes() const;
+  std::vector<ObjectInfo> objects() const;
+
+  // Cleans up after dead processes now: releases their pins, reclaims their
+  // unsealed objects and frees their slots. Returns how many were reaped.
+  // Blocks on the store's lock.
+  std::size_t recover();
+
+  // For tools and the pool: the internal session. Not a stable API.
+  const std::shared_ptr<detail::Session>& session() const noexcept { return session_; }
+
+ private:
+  explicit Store(std::shared_ptr<detail::Session> s) noexcept;
+  View fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline,
+                   bool wait);
+  [[noreturn]] static void throw_type_mismatch(const RemoteRef& ref, const ValueType& stored,
+                                               std::string_view wanted);
+
+  std::shared_ptr<detail::Session> session_;
+};
+
+}  // namespace sealstore

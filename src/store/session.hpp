@@ -1,0 +1,126 @@
+// detail::Session: one process's attachment to a segment, shared by the
+// Store handle and every View and Writer made through it. It implements
+// the store's operations on the segment's tables. Thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "alloc/extent_allocator.hpp"
+#include "sealstore/ref.hpp"
+#include "sealstore/stats.hpp"
+#include "sealstore/store.hpp"
+#include "sealstore/value.hpp"
+#include "segment/layout.hpp"
+#include "segment/segment.hpp"
+
+namespace sealstore::detail {
+
+class Session {
+ public:
+  static std::shared_ptr<Session> create(std::string_view name, const CreateOptions& o);
+  static std::shared_ptr<Session> attach(std::string_view name, const AttachOptions& o);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const std::string& name() const noexcept { return name_; }
+  WorkerId id() const noexcept { return id_; }
+  bool observer() const noexcept { return slot_ == kNoSlot; }
+  Header& header() const noexcept { return map_.header(); }
+  const Mapping& mapping() const noexcept { return map_; }
+
+  RemoteRef make_ref(WorkerId where);
+
+  struct Claim {
+    std::uint32_t index;
+    RemoteRef ref;
+    std::span<std::byte> bytes;
+  };
+  // Allocates an entry (or claims `target`) and its data, in state Writing.
+  Claim begin_write(const RemoteRef* target, std::uint64_t size, const ValueType& type);
+  void seal(std::uint32_t index);
+  void abort(std::uint32_t index) noexcept;
+
+  struct Pinned {
+    std::uint32_t index;
+    std::span<const std::byte> bytes;
+  };
+  // deadline nullopt: wait for ever. wait false: never wait (nullopt result).
+  std::optional<Pinned> fetch(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline,
+                              bool wait);
+  void unpin(std::uint32_t index) noexcept;
+  ValueType type_of(std::uint32_t index) const;
+
+  void erase(const RemoteRef& ref);
+  bool contains(const RemoteRef& ref) const;
+
+  void bind(std::string_view name, const RemoteRef& ref);
+  std::optional<RemoteRef> lookup(std::string_view name) const;
+  bool unbind(std::string_view name);
+
+  SegmentInfo info() const;
+  std::vector<ProcessInfo> processes() const;
+  std::vector<ObjectInfo> objects() const;
+  std::size_t recover();
+
+  // Throws InvalidArgument if this handle cannot change the store (observer,
+  // or inherited across fork).
+  void check_writable() const;
+
+ private:
+  Session(std::string name, Mapping map);
+  class Lock;
+  friend class Lock;
+
+  Entry& entry(std::uint32_t i) const noexcept;
+  ProcessSlot& slot(std::uint32_t s) const noexcept;
+  std::uint64_t* pin_row(std::uint32_t s) const noexcept;
+  NameSlot& name_slot(std::uint32_t i) const noexcept;
+  ExtentAllocator allocator() const noexcept;
+
+  void join(Role role, WorkerId id);
+  void leave() noexcept;
+  bool usable() const noexcept;
+  std::uint32_t index_of(const RemoteRef& ref) const;
+  RemoteRef ref_of(std::uint32_t index) const;
+  [[noreturn]] void throw_gone(const RemoteRef& ref, const Entry& e, EntryState st) const;
+  void wait_for_change(Entry& e, std::uint32_t seen, const RemoteRef& ref,
+                       std::optional<std::chrono::steady_clock::time_point> deadline);
+
+  void pin(std::uint32_t index) noexcept;
+  bool pinned_anywhere(std::uint32_t index) const noexcept;
+  void free_if_unpinned(std::uint32_t index) noexcept;
+
+  // Under the lock:
+  void free_entry_locked(std::uint32_t index) noexcept;
+  void publish_alloc_stats_locked() noexcept;
+  std::size_t reap_dead_locked();
+  void reap_slot_locked(std::uint32_t s, bool died);
+  void repair_locked();
+  void unbind_entry_locked(std::uint32_t index) noexcept;
+  std::optional<std::uint32_t> find_name(std::string_view name, std::uint64_t hash) const;
+  void write_name_slot_locked(NameSlot& n, std::uint32_t state, std::uint32_t index, std::uint32_t gen,
+                              std::uint64_t hash, std::string_view name) noexcept;
+
+  std::string name_;
+  Mapping map_;
+  std::uint32_t slot_ = kNoSlot;
+  WorkerId id_ = 0;
+  pid_t pid_ = 0;
+  std::uint64_t fork_epoch_ = 0;
+  // This process's pin count per entry; bit 31 set while a thread moves the
+  // count between 0 and 1 and updates the shared pin bitmap.
+  std::atomic<std::uint32_t>* local_pins_ = nullptr;
+  std::size_t local_pins_bytes_ = 0;
+};
+
+}  // namespace sealstore::detail

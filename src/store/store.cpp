@@ -1,0 +1,223 @@
+#include "sealstore/store.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+#include <utility>
+
+#include "segment/segment.hpp"
+#include "store/session.hpp"
+
+namespace sealstore {
+
+Store::Store(std::shared_ptr<detail::Session> s) noexcept : session_(std::move(s)) {}
+Store::Store(Store&&) noexcept = default;
+Store& Store::operator=(Store&&) noexcept = default;
+Store::~Store() = default;
+
+Store Store::create(std::string_view name, const CreateOptions& options) {
+  return Store(detail::Session::create(name, options));
+}
+
+Store Store::attach(std::string_view name, const AttachOptions& options) {
+  return Store(detail::Session::attach(name, options));
+}
+
+std::string Store::path_of(std::string_view name, std::string_view directory) {
+  detail::validate_segment_name(name);
+  return detail::segment_path(name, directory);
+}
+
+bool Store::remove(std::string_view name, std::string_view directory) {
+  std::string path = path_of(name, directory);
+  if (::unlink(path.c_str()) == 0) return true;
+  if (errno == ENOENT) return false;
+  Errc code = (errno == EACCES || errno == EPERM) ? Errc::PermissionDenied : Errc::InvalidArgument;
+  throw Error(code, fmt::format("cannot remove segment file {}: {}", path, std::strerror(errno)));
+}
+
+bool Store::exists(std::string_view name, std::string_view directory) {
+  return ::access(path_of(name, directory).c_str(), F_OK) == 0;
+}
+
+const std::string& Store::name() const noexcept { return session_->name(); }
+WorkerId Store::myid() const noexcept { return session_->id(); }
+
+RemoteRef Store::make_ref() { return session_->make_ref(session_->id()); }
+RemoteRef Store::make_ref(WorkerId where) { return session_->make_ref(where); }
+
+RemoteRef Store::put_bytes(const ValueType& type, std::span<const std::byte> bytes) {
+  Writer w = create_writer(bytes.size(), type);
+  if (!bytes.empty()) std::memcpy(w.bytes().data(), bytes.data(), bytes.size());
+  return std::move(w).seal();
+}
+
+void Store::put_bytes(const RemoteRef& ref, const ValueType& type, std::span<const std::byte> bytes) {
+  Writer w = create_writer(ref, bytes.size(), type);
+  if (!bytes.empty()) std::memcpy(w.bytes().data(), bytes.data(), bytes.size());
+  std::move(w).seal();
+}
+
+Writer Store::create_writer(std::uint64_t bytes, const ValueType& type) {
+  auto c = session_->begin_write(nullptr, bytes, type);
+  return Writer(session_, c.index, c.ref, c.bytes);
+}
+
+Writer Store::create_writer(const RemoteRef& ref, std::uint64_t bytes, const ValueType& type) {
+  auto c = session_->begin_write(&ref, bytes, type);
+  return Writer(session_, c.index, c.ref, c.bytes);
+}
+
+View Store::fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline,
+                        bool wait) {
+  auto p = session_->fetch(ref, deadline, wait);
+  if (!p) return View();
+  return View(session_, p->index, ref, p->bytes);
+}
+
+View Store::fetch(const RemoteRef& ref) { return fetch_until(ref, std::nullopt, true); }
+
+View Store::fetch(const RemoteRef& ref, std::chrono::nanoseconds timeout) {
+  if (timeout == kForever) return fetch(ref);
+  if (timeout < std::chrono::nanoseconds::zero()) {
+    throw Error(Errc::InvalidArgument, fmt::format("negative timeout for fetch of {}", ref.to_string()));
+  }
+  auto now = std::chrono::steady_clock::now();
+  auto limit = std::chrono::steady_clock::time_point::max() - now;
+  auto deadline = timeout >= limit ? std::chrono::steady_clock::time_point::max()
+                                   : now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+  return fetch_until(ref, deadline, true);
+}
+
+std::optional<View> Store::try_fetch(const RemoteRef& ref) {
+  View v = fetch_until(ref, std::nullopt, false);
+  if (v.empty()) return std::nullopt;
+  return v;
+}
+
+void Store::materialize_into(const RemoteRef& ref, std::span<std::byte> dst, std::chrono::nanoseconds timeout) {
+  View v = fetch(ref, timeout);
+  if (dst.size() != v.size()) {
+    throw Error(Errc::InvalidArgument, fmt::format("materialize_into {}: the object has {} bytes, the buffer {}",
+                                                   ref.to_string(), v.size(), dst.size()));
+  }
+  if (!dst.empty()) std::memcpy(dst.data(), v.bytes().data(), dst.size());
+}
+
+void Store::throw_type_mismatch(const RemoteRef& ref, const ValueType& stored, std::string_view wanted) {
+  throw Error(Errc::TypeMismatch,
+              fmt::format("{} holds {}, not {}", ref.to_string(), stored.describe(), wanted));
+}
+
+void Store::erase(const RemoteRef& ref) { session_->erase(ref); }
+bool Store::contains(const RemoteRef& ref) const { return session_->contains(ref); }
+void Store::bind(std::string_view name, const RemoteRef& ref) { session_->bind(name, ref); }
+std::optional<RemoteRef> Store::lookup(std::string_view name) const { return session_->lookup(name); }
+bool Store::unbind(std::string_view name) { return session_->unbind(name); }
+SegmentInfo Store::info() const { return session_->info(); }
+std::vector<ProcessInfo> Store::processes() const { return session_->processes(); }
+std::vector<ObjectInfo> Store::objects() const { return session_->objects(); }
+std::size_t Store::recover() { return session_->recover(); }
+
+// ---- View
+
+View::View(View&& o) noexcept
+    : session_(std::move(o.session_)), index_(o.index_), ref_(o.ref_), bytes_(std::exchange(o.bytes_, {})) {}
+
+View& View::operator=(View&& o) noexcept {
+  if (this != &o) {
+    reset();
+    session_ = std::move(o.session_);
+    index_ = o.index_;
+    ref_ = o.ref_;
+    bytes_ = std::exchange(o.bytes_, {});
+  }
+  return *this;
+}
+
+View::~View() { reset(); }
+
+void View::reset() noexcept {
+  if (session_) {
+    session_->unpin(index_);
+    session_.reset();
+  }
+  bytes_ = {};
+}
+
+ValueType View::type() const {
+  if (!session_) throw Error(Errc::InvalidArgument, "an empty View has no type");
+  return session_->type_of(index_);
+}
+
+void View::check(const ValueType& want) const {
+  ValueType t = type();
+  if (t != want) {
+    throw Error(Errc::TypeMismatch, fmt::format("{} holds {}, not {}", ref_.to_string(), t.describe(), want.describe()));
+  }
+}
+
+void View::check_elements(const ValueType& want) const {
+  ValueType t = type();
+  bool ok = (t.kind == ValueKind::Array || t.kind == ValueKind::NdArray) && t.elem == want.elem &&
+            t.elem_size == want.elem_size && t.type_hash == want.type_hash;
+  if (!ok) {
+    throw Error(Errc::TypeMismatch, fmt::format("{} holds {}, not {}", ref_.to_string(), t.describe(), want.describe()));
+  }
+}
+
+ValueType View::check_ndarray(const ValueType& want) const {
+  ValueType t = type();
+  if (t.kind != ValueKind::NdArray || t.elem != want.elem || t.elem_size != want.elem_size) {
+    throw Error(Errc::TypeMismatch, fmt::format("{} holds {}, not an n-d array of {}", ref_.to_string(), t.describe(),
+                                                want.describe()));
+  }
+  return t;
+}
+
+std::string_view View::as_string() const {
+  ValueType t = type();
+  if (t.kind != ValueKind::String) {
+    throw Error(Errc::TypeMismatch, fmt::format("{} holds {}, not a string", ref_.to_string(), t.describe()));
+  }
+  return {reinterpret_cast<const char*>(bytes_.data()), bytes_.size()};  // NOLINT: bytes of chars
+}
+
+// ---- Writer
+
+Writer::Writer(Writer&& o) noexcept
+    : session_(std::move(o.session_)), index_(o.index_), ref_(o.ref_), bytes_(std::exchange(o.bytes_, {})) {}
+
+Writer& Writer::operator=(Writer&& o) noexcept {
+  if (this != &o) {
+    if (session_) std::move(*this).abort();
+    session_ = std::move(o.session_);
+    index_ = o.index_;
+    ref_ = o.ref_;
+    bytes_ = std::exchange(o.bytes_, {});
+  }
+  return *this;
+}
+
+Writer::~Writer() {
+  if (session_) std::move(*this).abort();
+}
+
+RemoteRef Writer::seal() && {
+  if (!session_) throw Error(Errc::InvalidArgument, "seal() of an empty Writer");
+  auto session = std::move(session_);
+  bytes_ = {};
+  session->seal(index_);
+  return ref_;
+}
+
+void Writer::abort() && noexcept {
+  if (!session_) return;
+  auto session = std::move(session_);
+  bytes_ = {};
+  session->abort(index_);
+}
+
+}  // namespace sealstore
