@@ -33,6 +33,7 @@ struct ObjectInfo {
   std::int32_t creator_pid = 0;
   std::uint64_t created_unix_ns = 0;
   std::vector<WorkerId> pinned_by;  // workers holding at least one View
+  std::uint32_t waiters = 0;        // fetches sleeping until it is sealed
   std::vector<std::string> names;   // names bound to it
 };
 

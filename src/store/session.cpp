@@ -936,6 +936,7 @@ std::vector<ObjectInfo> Session::objects() const {
     if (o.creator == 0) o.creator = load(e.whence, std::memory_order_relaxed);
     o.creator_pid = load(e.creator_pid, std::memory_order_relaxed);
     o.created_unix_ns = load(e.created_ns, std::memory_order_relaxed);
+    o.waiters = load(e.waiters, std::memory_order_relaxed);
     for (auto [s, id] : live) {
       if ((load(pin_row(s)[i / 64], std::memory_order_relaxed) & (std::uint64_t{1} << (i % 64))) != 0) {  // NOLINT
         o.pinned_by.push_back(id);

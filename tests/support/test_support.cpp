@@ -1,0 +1,145 @@
+#include "support/test_support.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <sstream>
+#include <stdexcept>
+
+namespace sealstore::test {
+
+namespace {
+std::atomic<int> g_counter{0};
+
+std::string test_name() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string n = info != nullptr ? std::string(info->test_suite_name()) + "." + info->name() : "t";
+  for (char& c : n) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')) c = '_';
+  }
+  if (n.size() > 120) n.resize(120);
+  return n;
+}
+}  // namespace
+
+SegmentGuard::SegmentGuard() : SegmentGuard(std::string()) {}
+
+SegmentGuard::SegmentGuard(std::string suffix)
+    : name_("test-" + test_name() + "-" + std::to_string(::getpid()) + "-" + std::to_string(g_counter++) + suffix) {
+  Store::remove(name_);
+}
+
+SegmentGuard::~SegmentGuard() {
+  try {
+    Store::remove(name_);
+  } catch (...) {  // NOLINT(bugprone-empty-catch): best effort in a destructor
+  }
+}
+
+CreateOptions small_options(std::uint64_t capacity) {
+  CreateOptions o;
+  o.capacity = capacity;
+  o.max_objects = 1024;
+  o.max_names = 64;
+  return o;
+}
+
+Pipe::Pipe() {
+  if (::pipe2(fds_, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+}
+Pipe::~Pipe() {
+  ::close(fds_[0]);
+  ::close(fds_[1]);
+}
+void Pipe::send(char c) const {
+  if (::write(fds_[1], &c, 1) != 1) std::perror("pipe write");
+}
+char Pipe::receive(std::chrono::milliseconds timeout) const {
+  pollfd p{fds_[0], POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return '\0';
+  char c = '\0';
+  if (::read(fds_[0], &c, 1) != 1) return '\0';
+  return c;
+}
+
+Child::Child(const std::function<int()>& fn) {
+  std::fflush(nullptr);
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    int code = 99;
+    try {
+      code = fn();
+      if (::testing::Test::HasFailure()) code = 99;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child %d: uncaught exception: %s\n", ::getpid(), e.what());
+    } catch (...) {
+      std::fprintf(stderr, "child %d: uncaught exception\n", ::getpid());
+    }
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+  if (pidfd_ < 0) throw std::runtime_error("pidfd_open failed");
+}
+
+Child::~Child() {
+  if (!reaped_) {
+    kill(SIGKILL);
+    siginfo_t info{};
+    ::waitid(P_PIDFD, static_cast<id_t>(pidfd_), &info, WEXITED);
+  }
+  ::close(pidfd_);
+}
+
+void Child::kill(int sig) const {
+  if (!reaped_) ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0);
+}
+
+Child::Status Child::wait(std::chrono::milliseconds timeout) {
+  Status s;
+  if (reaped_) return s;
+  pollfd p{pidfd_, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) {
+    s.timed_out = true;
+    kill(SIGKILL);
+  }
+  siginfo_t info{};
+  ::waitid(P_PIDFD, static_cast<id_t>(pidfd_), &info, WEXITED);
+  reaped_ = true;
+  if (info.si_code == CLD_EXITED) {
+    s.exited = true;
+    s.code = info.si_status;
+  } else {
+    s.signal = info.si_status;
+  }
+  return s;
+}
+
+std::uint64_t smaps_rollup_field(const char* field) {
+  std::ifstream in("/proc/self/smaps_rollup");
+  std::string line;
+  std::string key = std::string(field) + ":";
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) {
+      std::istringstream ss(line.substr(key.size()));
+      std::uint64_t kb = 0;
+      ss >> kb;
+      return kb * 1024;
+    }
+  }
+  return 0;
+}
+
+std::uint64_t private_bytes() { return smaps_rollup_field("Private_Clean") + smaps_rollup_field("Private_Dirty"); }
+
+}  // namespace sealstore::test

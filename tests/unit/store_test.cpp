@@ -1,0 +1,546 @@
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <numeric>
+#include <thread>
+
+#include "sealstore/sealstore.hpp"
+#include "support/test_support.hpp"
+
+namespace sealstore {
+namespace {
+
+using namespace std::chrono_literals;
+using test::SegmentGuard;
+using test::small_options;
+
+#define EXPECT_ERRC(stmt, errc)                                                   \
+  do {                                                                            \
+    try {                                                                         \
+      stmt;                                                                       \
+      ADD_FAILURE() << #stmt " did not throw";                                    \
+    } catch (const ::sealstore::Error& e_) {                                      \
+      EXPECT_EQ(e_.code(), errc) << e_.what();                                    \
+    }                                                                             \
+  } while (0)
+
+TEST(Store, create_attach_and_remove) {
+  SegmentGuard g;
+  EXPECT_FALSE(Store::exists(g.name()));
+  Store s = Store::create(g.name(), small_options());
+  EXPECT_TRUE(Store::exists(g.name()));
+  EXPECT_EQ(s.myid(), 1U);
+  Store t = Store::attach(g.name());
+  EXPECT_EQ(t.myid(), 2U);
+  SegmentInfo i = s.info();
+  EXPECT_EQ(i.capacity, std::uint64_t{16} << 20U);
+  EXPECT_EQ(i.processes, 2U);
+  EXPECT_EQ(i.used, 0U);
+  EXPECT_EQ(i.largest_free, i.capacity);
+  EXPECT_TRUE(Store::remove(g.name()));
+  EXPECT_FALSE(Store::remove(g.name()));
+  // Attached handles keep working after the name is gone.
+  RemoteRef r = s.put(7);
+  EXPECT_EQ(t.fetch(r).as<int>(), 7);
+}
+
+TEST(Store, segment_is_owner_only_by_default_and_wider_on_request) {
+  SegmentGuard g1;
+  SegmentGuard g2;
+  Store a = Store::create(g1.name(), small_options());
+  struct stat st {};
+  ASSERT_EQ(::stat(Store::path_of(g1.name()).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777U, 0600U);
+  CreateOptions o = small_options();
+  o.mode = 0660;
+  Store b = Store::create(g2.name(), o);
+  ASSERT_EQ(::stat(Store::path_of(g2.name()).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777U, 0660U);
+  EXPECT_EQ(b.info().mode, 0660U);
+}
+
+TEST(Store, bad_segment_names_and_options_are_invalid_arguments) {
+  EXPECT_ERRC(Store::create("", small_options()), Errc::InvalidArgument);
+  EXPECT_ERRC(Store::create("../etc/passwd", small_options()), Errc::InvalidArgument);
+  EXPECT_ERRC(Store::create("a/b", small_options()), Errc::InvalidArgument);
+  EXPECT_ERRC(Store::create(".hidden", small_options()), Errc::InvalidArgument);
+  EXPECT_ERRC(Store::create(std::string(201, 'a'), small_options()), Errc::InvalidArgument);
+  EXPECT_ERRC(Store::attach("has space"), Errc::InvalidArgument);
+  SegmentGuard g;
+  CreateOptions o = small_options();
+  o.capacity = 0;
+  EXPECT_ERRC(Store::create(g.name(), o), Errc::InvalidArgument);
+  o = small_options();
+  o.mode = 0044;  // no owner read/write
+  EXPECT_ERRC(Store::create(g.name(), o), Errc::InvalidArgument);
+  o = small_options();
+  o.max_objects = 1U << 30U;
+  EXPECT_ERRC(Store::create(g.name(), o), Errc::InvalidArgument);
+  EXPECT_FALSE(Store::exists(g.name())) << "a failed create leaves nothing";
+}
+
+TEST(Store, create_of_an_existing_segment_fails_with_already_exists) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  EXPECT_ERRC(Store::create(g.name(), small_options()), Errc::AlreadyExists);
+  EXPECT_EQ(s.put(1).is_null(), false) << "the existing segment is untouched";
+}
+
+TEST(Store, attach_to_a_missing_segment_fails_with_segment_missing) {
+  SegmentGuard g;
+  EXPECT_ERRC(Store::attach(g.name()), Errc::SegmentMissing);
+}
+
+TEST(Store, attach_to_a_foreign_file_fails_with_incompatible_segment) {
+  SegmentGuard g;
+  {
+    std::ofstream f(Store::path_of(g.name()));
+    f << std::string(8192, 'x');
+  }
+  EXPECT_ERRC(Store::attach(g.name()), Errc::IncompatibleSegment);
+  {
+    std::ofstream f(Store::path_of(g.name()), std::ios::trunc);
+    f << "tiny";
+  }
+  EXPECT_ERRC(Store::attach(g.name()), Errc::IncompatibleSegment);
+}
+
+TEST(Store, attach_to_another_layout_version_fails_with_incompatible_segment) {
+  SegmentGuard g;
+  { Store s = Store::create(g.name(), small_options()); }
+  // Bump the layout version field (right after the 8-byte magic).
+  {
+    std::fstream f(Store::path_of(g.name()), std::ios::in | std::ios::out | std::ios::binary);
+    std::uint32_t v = 99;
+    f.seekp(8);
+    f.write(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  try {
+    Store::attach(g.name());
+    ADD_FAILURE() << "attach succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::IncompatibleSegment);
+    EXPECT_NE(std::string(e.what()).find("version 99"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Store, creating_beyond_the_mount_fails_with_out_of_memory_and_leaves_nothing) {
+  SegmentGuard g;
+  CreateOptions o = small_options();
+  o.capacity = std::uint64_t{1} << 45U;  // 32 TiB: more than this machine's /dev/shm
+  try {
+    Store::create(g.name(), o);
+    ADD_FAILURE() << "create succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::OutOfMemory) << e.what();
+    EXPECT_NE(std::string(e.what()).find("available"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(Store::exists(g.name()));
+}
+
+TEST(Store, put_then_fetch_returns_the_same_bytes_without_copying) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  std::vector<double> v(1000);
+  std::iota(v.begin(), v.end(), 0.5);
+  RemoteRef r = s.put(v);
+  EXPECT_EQ(r.where(), 1U);
+  EXPECT_EQ(r.whence(), 1U);
+  View a = s.fetch(r);
+  View b = s.fetch(r);
+  EXPECT_EQ(a.bytes().data(), b.bytes().data()) << "two fetches see the same memory";
+  std::span<const double> d = a.as_span<double>();
+  ASSERT_EQ(d.size(), v.size());
+  EXPECT_TRUE(std::equal(d.begin(), d.end(), v.begin()));
+  EXPECT_EQ(s.materialize<std::vector<double>>(r), v);
+}
+
+TEST(Store, typed_values_round_trip) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  struct Point {
+    int x;
+    double y;
+  };
+  RemoteRef p = s.put(Point{3, 4.5});
+  EXPECT_EQ(s.fetch(p).as<Point>().y, 4.5);
+  EXPECT_EQ(s.materialize<Point>(p).x, 3);
+
+  RemoteRef str = s.put(std::string("aardvark"));
+  EXPECT_EQ(s.fetch(str).as_string(), "aardvark");
+  EXPECT_EQ(s.materialize<std::string>(str), "aardvark");
+
+  NdArray<double> m({3, 5});
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    for (std::uint64_t j = 0; j < 5; ++j) m(i, j) = static_cast<double>(i) + static_cast<double>(j) / 10.0;
+  }
+  RemoteRef mr = s.put(m);
+  View mv = s.fetch(mr);
+  NdView<double> nd = mv.as_ndarray<double>();
+  EXPECT_EQ(nd.extent(0), 3U);
+  EXPECT_EQ(nd.extent(1), 5U);
+  EXPECT_EQ(nd(2, 4), 2.4);
+  NdView<double> corner = nd.slice({{0, 2}, {0, 2}});
+  EXPECT_EQ(&corner(1, 1), &nd(1, 1));
+  EXPECT_EQ(mv.type().describe(), "f64[3x5]");
+  EXPECT_EQ(s.materialize<NdArray<double>>(mr), m);
+
+  RemoteRef empty = s.put(std::vector<int>{});
+  EXPECT_EQ(s.fetch(empty).size(), 0U);
+  EXPECT_TRUE(s.materialize<std::vector<int>>(empty).empty());
+}
+
+TEST(Store, asking_for_another_type_fails_with_type_mismatch) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.put(std::vector<double>{1.0, 2.0});
+  View v = s.fetch(r);
+  EXPECT_ERRC((void)v.as<double>(), Errc::TypeMismatch);
+  EXPECT_ERRC((void)v.as_span<float>(), Errc::TypeMismatch);
+  EXPECT_ERRC((void)v.as_string(), Errc::TypeMismatch);
+  EXPECT_ERRC((void)v.as_ndarray<double>(), Errc::TypeMismatch);
+  EXPECT_ERRC(s.materialize<std::vector<int>>(r), Errc::TypeMismatch);
+  EXPECT_ERRC(s.materialize<std::string>(r), Errc::TypeMismatch);
+  EXPECT_ERRC(s.materialize<NdArray<double>>(r), Errc::TypeMismatch);
+  try {
+    s.materialize<std::vector<int>>(r);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("f64[]"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("i32[]"), std::string::npos) << e.what();
+  }
+  // Raw bytes of anything are always available.
+  EXPECT_EQ(s.materialize<std::vector<std::byte>>(r).size(), 16U);
+}
+
+TEST(Store, second_put_fails_with_already_sealed_and_changes_nothing) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.make_ref();
+  s.put(r, std::string("aardvark"));
+  try {
+    s.put(r, std::string("anteater"));
+    ADD_FAILURE() << "second put succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::AlreadySealed);
+    EXPECT_NE(std::string(e.what()).find(r.to_string()), std::string::npos) << "names the ref: " << e.what();
+  }
+  EXPECT_EQ(s.fetch(r).as_string(), "aardvark");
+  EXPECT_ERRC(s.create_writer(r, 8), Errc::AlreadySealed);
+  EXPECT_EQ(s.info().used, 64U) << "the failed puts took no space";
+}
+
+TEST(Store, a_ref_being_written_cannot_be_claimed_twice) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.make_ref(2);
+  EXPECT_EQ(r.where(), 2U);
+  EXPECT_EQ(r.whence(), 1U);
+  Writer w = s.create_writer(r, 16);
+  EXPECT_ERRC(s.put(r, 5), Errc::AlreadySealed);
+  EXPECT_ERRC(s.erase(r), Errc::NotSealed);
+  std::memset(w.bytes().data(), 1, 16);
+  EXPECT_EQ(std::move(w).seal(), r);
+  EXPECT_EQ(s.fetch(r).size(), 16U);
+}
+
+TEST(Store, a_dropped_writer_aborts_and_frees_its_space) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef fresh;
+  {
+    Writer w = s.create_writer(4096);
+    fresh = w.ref();
+    EXPECT_EQ(s.info().used, 4096U);
+  }
+  EXPECT_EQ(s.info().used, 0U);
+  EXPECT_FALSE(s.contains(fresh));
+  EXPECT_ERRC(s.fetch(fresh), Errc::NotFound);
+
+  RemoteRef made = s.make_ref();
+  { Writer w = s.create_writer(made, 100); }
+  EXPECT_TRUE(s.contains(made)) << "a made ref returns to unfilled";
+  EXPECT_FALSE(s.try_fetch(made).has_value());
+  s.put(made, 42);
+  EXPECT_EQ(s.fetch(made).as<int>(), 42);
+}
+
+TEST(Store, writer_fills_in_place_then_seal_publishes) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  std::uint64_t shape[] = {4, 4};
+  Writer w = s.create_writer(16 * sizeof(float), ndarray_type<float>(shape));
+  auto f = w.as_span<float>();
+  for (std::size_t i = 0; i < f.size(); ++i) f[i] = static_cast<float>(i);
+  RemoteRef r = w.ref();
+  EXPECT_FALSE(s.try_fetch(r).has_value()) << "not visible before seal";
+  RemoteRef sealed = std::move(w).seal();
+  EXPECT_EQ(sealed, r);
+  EXPECT_TRUE(w.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty by contract
+  EXPECT_EQ(s.fetch(r).as_ndarray<float>()(3, 3), 15.0F);
+  EXPECT_ERRC(std::move(w).seal(), Errc::InvalidArgument);
+}
+
+TEST(Store, writer_sizes_must_match_their_type) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  std::uint64_t shape[] = {4, 4};
+  EXPECT_ERRC(s.create_writer(10, ndarray_type<float>(shape)), Errc::InvalidArgument);
+  EXPECT_ERRC(s.create_writer(6, element_type<int>(ValueKind::Array)), Errc::InvalidArgument);
+  EXPECT_ERRC(s.create_writer(8, element_type<int>(ValueKind::Scalar)), Errc::InvalidArgument);
+  std::uint64_t huge[] = {std::uint64_t{1} << 40U, std::uint64_t{1} << 40U};
+  EXPECT_ERRC(s.create_writer(8, ndarray_type<double>(huge)), Errc::InvalidArgument);
+}
+
+TEST(Store, too_large_for_the_segment_fails_with_out_of_memory_naming_sizes) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options(1 << 20));
+  std::vector<char> big((1 << 20) + 1);
+  EXPECT_ERRC(s.put(big), Errc::OutOfMemory);
+  RemoteRef a = s.put(std::vector<char>(600 << 10));
+  try {
+    s.put(std::vector<char>(600 << 10));
+    ADD_FAILURE() << "put succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::OutOfMemory);
+    EXPECT_NE(std::string(e.what()).find("largest free block"), std::string::npos) << e.what();
+  }
+  s.erase(a);
+  EXPECT_NO_THROW(s.put(std::vector<char>(600 << 10))) << "erased space is reused";
+}
+
+TEST(Store, a_full_object_table_fails_with_out_of_memory) {
+  SegmentGuard g;
+  CreateOptions o = small_options();
+  o.max_objects = 4;
+  Store s = Store::create(g.name(), o);
+  for (int i = 0; i < 4; ++i) s.put(i);
+  EXPECT_ERRC(s.put(5), Errc::OutOfMemory);
+  EXPECT_ERRC(s.make_ref(), Errc::OutOfMemory);
+  EXPECT_EQ(s.info().used, 4U * 64U) << "the failed put released its space";
+}
+
+TEST(Store, erase_frees_space_and_later_fetch_is_not_found) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.put(std::vector<char>(1000));
+  EXPECT_TRUE(s.contains(r));
+  s.erase(r);
+  EXPECT_FALSE(s.contains(r));
+  EXPECT_EQ(s.info().used, 0U);
+  EXPECT_ERRC(s.fetch(r), Errc::NotFound);
+  EXPECT_ERRC(s.erase(r), Errc::NotFound);
+  // The entry is reused under a new generation: the old ref stays dead.
+  RemoteRef r2 = s.put(std::vector<char>(1000));
+  EXPECT_NE(r, r2);
+  EXPECT_ERRC(s.fetch(r), Errc::NotFound);
+}
+
+TEST(Store, erase_while_pinned_defers_the_free_until_the_last_view_goes) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.put(std::string(5000, 'z'));
+  View v1 = s.fetch(r);
+  View v2 = s.fetch(r);
+  s.erase(r);
+  EXPECT_FALSE(s.contains(r));
+  EXPECT_ERRC(s.fetch(r), Errc::NotFound);
+  auto objs = s.objects();
+  ASSERT_EQ(objs.size(), 1U);
+  EXPECT_EQ(objs[0].state, ObjectState::ErasePending);
+  EXPECT_EQ(objs[0].pinned_by, std::vector<WorkerId>{1});
+  EXPECT_EQ(v1.as_string(), std::string(5000, 'z'));
+  v1.reset();
+  EXPECT_EQ(s.info().objects, 1U);
+  EXPECT_EQ(v2.as_string()[4999], 'z');
+  v2 = View();
+  EXPECT_EQ(s.info().objects, 0U);
+  EXPECT_EQ(s.info().used, 0U);
+}
+
+TEST(Store, fetch_of_an_unfilled_ref_times_out) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.make_ref();
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_ERRC(s.fetch(r, 50ms), Errc::Timeout);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 50ms);
+  EXPECT_ERRC(s.fetch(r, 0ms), Errc::Timeout);
+  EXPECT_ERRC(s.fetch(r, -1ms), Errc::InvalidArgument);
+  EXPECT_FALSE(s.try_fetch(r).has_value());
+}
+
+TEST(Store, fetch_wakes_when_another_thread_seals) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.make_ref();
+  std::thread t([&] { s.put(r, 99); });
+  EXPECT_EQ(s.fetch(r, 30s).as<int>(), 99);
+  t.join();
+}
+
+TEST(Store, erasing_an_unfilled_ref_wakes_its_waiters_with_not_found) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.make_ref();
+  std::thread t([&] { EXPECT_ERRC(s.fetch(r, 30s), Errc::NotFound); });
+  while (s.objects().empty()) std::this_thread::yield();
+  std::this_thread::sleep_for(20ms);  // let the thread reach its wait; correctness does not depend on it
+  s.erase(r);
+  t.join();
+}
+
+TEST(Store, refs_of_another_segment_or_malformed_are_rejected) {
+  SegmentGuard g1;
+  SegmentGuard g2;
+  Store a = Store::create(g1.name(), small_options());
+  Store b = Store::create(g2.name(), small_options());
+  RemoteRef r = a.put(1);
+  EXPECT_ERRC(b.fetch(r), Errc::NotFound);
+  EXPECT_FALSE(b.contains(r));
+  EXPECT_ERRC(a.fetch(RemoteRef()), Errc::InvalidArgument);
+  RemoteRef out_of_range(r.segment_tag(), (std::uint64_t{1} << 32U) | 999999U, 1, 1);
+  EXPECT_ERRC(a.fetch(out_of_range), Errc::NotFound);
+  EXPECT_ERRC(a.erase(out_of_range), Errc::NotFound);
+  RemoteRef wrong_gen(r.segment_tag(), r.id() + (std::uint64_t{5} << 32U), 1, 1);
+  EXPECT_ERRC(a.fetch(wrong_gen), Errc::NotFound);
+}
+
+TEST(Store, names_bind_lookup_and_unbind) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.put(1.234);
+  s.bind("y", r);
+  ASSERT_TRUE(s.lookup("y").has_value());
+  EXPECT_EQ(*s.lookup("y"), r);
+  EXPECT_FALSE(s.lookup("x").has_value());
+  RemoteRef r2 = s.put(1.345);
+  s.bind("y", r2);  // rebinding replaces
+  EXPECT_EQ(*s.lookup("y"), r2);
+  auto objs = s.objects();
+  for (const auto& o : objs) {
+    if (o.ref == r2) {
+      EXPECT_EQ(o.names, std::vector<std::string>{"y"});
+    }
+    if (o.ref == r) {
+      EXPECT_TRUE(o.names.empty());
+    }
+  }
+  EXPECT_TRUE(s.unbind("y"));
+  EXPECT_FALSE(s.unbind("y"));
+  EXPECT_FALSE(s.lookup("y").has_value());
+  s.bind("model/weights:v1", r);
+  s.erase(r);
+  EXPECT_FALSE(s.lookup("model/weights:v1").has_value()) << "erase unbinds";
+}
+
+TEST(Store, invalid_names_and_dead_refs_cannot_be_bound) {
+  SegmentGuard g;
+  CreateOptions o = small_options();
+  o.max_names = 2;
+  Store s = Store::create(g.name(), o);
+  RemoteRef r = s.put(1);
+  EXPECT_ERRC(s.bind("", r), Errc::InvalidArgument);
+  EXPECT_ERRC(s.bind("has space", r), Errc::InvalidArgument);
+  EXPECT_ERRC(s.bind(std::string(64, 'n'), r), Errc::InvalidArgument);
+  EXPECT_ERRC(s.lookup("bad name"), Errc::InvalidArgument);
+  s.bind("a", r);
+  s.bind("b", r);
+  EXPECT_ERRC(s.bind("c", r), Errc::OutOfMemory);
+  RemoteRef dead = s.put(2);
+  s.erase(dead);
+  EXPECT_ERRC(s.bind("a", dead), Errc::NotFound);
+  EXPECT_EQ(*s.lookup("a"), r) << "a failed bind changes nothing";
+}
+
+TEST(Store, observer_reads_but_cannot_change_anything) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.put(5);
+  s.bind("five", r);
+  AttachOptions o;
+  o.observer = true;
+  Store obs = Store::attach(g.name(), o);
+  EXPECT_EQ(obs.info().objects, 1U);
+  EXPECT_EQ(obs.objects().size(), 1U);
+  EXPECT_EQ(obs.processes().size(), 1U) << "an observer takes no slot";
+  EXPECT_EQ(*obs.lookup("five"), r);
+  EXPECT_ERRC(obs.fetch(r), Errc::InvalidArgument);
+  EXPECT_ERRC(obs.put(1), Errc::InvalidArgument);
+  EXPECT_ERRC(obs.erase(r), Errc::InvalidArgument);
+}
+
+TEST(Store, processes_lists_attached_ids_and_pins) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  Store t = Store::attach(g.name());
+  RemoteRef r = s.put(std::vector<char>(1000));
+  View v = t.fetch(r);
+  auto ps = s.processes();
+  ASSERT_EQ(ps.size(), 2U);
+  EXPECT_EQ(ps[0].id, 1U);
+  EXPECT_EQ(ps[0].role, Role::Owner);
+  EXPECT_EQ(ps[0].objects_created, 1U);
+  EXPECT_EQ(ps[1].id, 2U);
+  EXPECT_EQ(ps[1].role, Role::Client);
+  EXPECT_EQ(ps[1].pinned_objects, 1U);
+  EXPECT_EQ(ps[1].pinned_bytes, 1000U);
+  EXPECT_TRUE(ps[1].alive);
+  EXPECT_EQ(ps[1].pid, ::getpid());
+}
+
+TEST(Store, views_and_writers_are_move_only_and_moved_from_is_empty) {
+  static_assert(!std::is_copy_constructible_v<View> && std::is_nothrow_move_constructible_v<View>);
+  static_assert(!std::is_copy_constructible_v<Writer> && std::is_nothrow_move_constructible_v<Writer>);
+  static_assert(!std::is_copy_constructible_v<Store> && std::is_nothrow_move_constructible_v<Store>);
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.put(3);
+  View a = s.fetch(r);
+  View b = std::move(a);
+  EXPECT_TRUE(a.empty());  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(b.as<int>(), 3);
+  s.erase(r);
+  EXPECT_EQ(s.info().objects, 1U) << "b still pins";
+  b = View();
+  EXPECT_EQ(s.info().objects, 0U);
+}
+
+TEST(Store, space_is_reused_and_coalesced) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options(1 << 20));
+  std::vector<RemoteRef> refs;
+  for (int i = 0; i < 16; ++i) refs.push_back(s.put(std::vector<char>(64 << 10)));
+  EXPECT_EQ(s.info().largest_free, 0U);
+  for (int i = 0; i < 16; i += 2) s.erase(refs[static_cast<std::size_t>(i)]);
+  EXPECT_EQ(s.info().largest_free, 64U << 10U);
+  EXPECT_EQ(s.info().free_extents, 8U);
+  for (int i = 1; i < 16; i += 2) s.erase(refs[static_cast<std::size_t>(i)]);
+  EXPECT_EQ(s.info().free_extents, 1U);
+  EXPECT_EQ(s.info().largest_free, 1U << 20U);
+}
+
+TEST(Store, many_threads_fetch_and_release_one_object) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.put(std::vector<int>(100, 7));
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&] {
+      for (int i = 0; i < 2000; ++i) {
+        View v = s.fetch(r);
+        ASSERT_EQ(v.as_span<int>()[99], 7);
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(s.processes()[0].pinned_objects, 0U);
+  s.erase(r);
+  EXPECT_EQ(s.info().objects, 0U);
+}
+
+}  // namespace
+}  // namespace sealstore
