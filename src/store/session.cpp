@@ -663,7 +663,7 @@ std::optional<std::uint32_t> Session::find_name(std::string_view name, std::uint
 void Session::write_name_slot_locked(NameSlot& n, std::uint32_t state, std::uint32_t index, std::uint32_t gen,
                                      std::uint64_t hash, std::string_view name) noexcept {
   std::array<std::uint64_t, kNameBytes / 8> words{};
-  std::memcpy(words.data(), name.data(), std::min(name.size(), kNameBytes - 1));
+  if (!name.empty()) std::memcpy(words.data(), name.data(), std::min(name.size(), kNameBytes - 1));
   atomic(n.seq).fetch_add(1);
   store(n.index, index);
   store(n.gen, gen);
