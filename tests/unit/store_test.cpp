@@ -128,6 +128,36 @@ TEST(Store, attach_to_another_layout_version_fails_with_incompatible_segment) {
   }
 }
 
+TEST(Store, attach_to_a_segment_whose_creator_died_mid_creation_fails_with_corrupt) {
+  SegmentGuard g;
+  {
+    // What a creator killed before storing the magic leaves: a zeroed file.
+    std::ofstream f(Store::path_of(g.name()), std::ios::binary);
+    f << std::string(1 << 16, '\0');
+  }
+  try {
+    Store::attach(g.name());
+    ADD_FAILURE() << "attach succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::Corrupt);
+    EXPECT_NE(std::string(e.what()).find("never initialised"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Store, attach_to_a_segment_with_inconsistent_geometry_fails_with_corrupt) {
+  SegmentGuard g;
+  { Store s = Store::create(g.name(), small_options()); }
+  {
+    // The capacity field (after magic, version, header size, fingerprint,
+    // tag, mode and file size) no longer matches the file.
+    std::fstream f(Store::path_of(g.name()), std::ios::in | std::ios::out | std::ios::binary);
+    std::uint64_t capacity = std::uint64_t{1} << 30U;
+    f.seekp(40);
+    f.write(reinterpret_cast<const char*>(&capacity), sizeof capacity);
+  }
+  EXPECT_ERRC(Store::attach(g.name()), Errc::Corrupt);
+}
+
 TEST(Store, creating_beyond_the_mount_fails_with_out_of_memory_and_leaves_nothing) {
   SegmentGuard g;
   CreateOptions o = small_options();
@@ -266,6 +296,34 @@ TEST(Store, a_dropped_writer_aborts_and_frees_its_space) {
   EXPECT_FALSE(s.try_fetch(made).has_value());
   s.put(made, 42);
   EXPECT_EQ(s.fetch(made).as<int>(), 42);
+}
+
+TEST(Store, materialize_into_copies_into_a_caller_buffer_of_the_exact_size) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  std::vector<std::uint32_t> v(1000);
+  std::iota(v.begin(), v.end(), 1U);
+  RemoteRef r = s.put(v);
+  std::vector<std::uint32_t> dst(1000);
+  s.materialize_into(r, std::as_writable_bytes(std::span(dst)));
+  EXPECT_EQ(dst, v);
+  std::vector<std::byte> small(10);
+  EXPECT_ERRC(s.materialize_into(r, small), Errc::InvalidArgument);
+  RemoteRef unfilled = s.make_ref();
+  EXPECT_ERRC(s.materialize_into(unfilled, small, 1ms), Errc::Timeout);
+}
+
+TEST(Store, explicit_abort_frees_the_space_and_empties_the_writer) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  Writer w = s.create_writer(10000);
+  RemoteRef r = w.ref();
+  EXPECT_EQ(s.info().used, 10048U);
+  std::move(w).abort();
+  EXPECT_TRUE(w.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty by contract
+  EXPECT_EQ(s.info().used, 0U);
+  EXPECT_FALSE(s.contains(r));
+  std::move(w).abort();  // a second abort of an empty writer does nothing
 }
 
 TEST(Store, writer_fills_in_place_then_seal_publishes) {
