@@ -210,9 +210,10 @@ std::string processes_text(const Options& o, const Snapshot& s, const Snapshot* 
   std::string out = header_line(s, prev, o);
   if (s.processes.empty()) {
     out += "No process is attached.\n";
-  } else {
-    out += t.render();
+    out += deferred_text(s);
+    return out;
   }
+  out += t.render();
   out +=
       "\nSEG_RES  segment pages resident in the process (each counted once; TOTAL: in any process)\n"
       "SEG_PSS  its share of them: a page mapped by N processes counts 1/N to each\n"
