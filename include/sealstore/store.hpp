@@ -89,6 +89,12 @@ class Store {
   static bool exists(std::string_view name, std::string_view directory = {});
   // The backing file's path for NAME.
   static std::string path_of(std::string_view name, std::string_view directory = {});
+  // The names of the segments in directory ("/dev/shm" unless given), sorted:
+  // every regular file there named as a backing file with a valid segment
+  // name. Reads the directory only; opens no segment. Errors:
+  // InvalidArgument (the directory does not exist or is not one),
+  // PermissionDenied (it cannot be read).
+  static std::vector<std::string> list(std::string_view directory = {});
 
   Store(Store&&) noexcept;
   Store& operator=(Store&&) noexcept;

@@ -1,10 +1,15 @@
 #include "sealstore/store.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
+#include <memory>
 #include <utility>
 
 #include "segment/segment.hpp"
@@ -36,6 +41,36 @@ bool Store::remove(std::string_view name, std::string_view directory) {
   if (errno == ENOENT) return false;
   Errc code = (errno == EACCES || errno == EPERM) ? Errc::PermissionDenied : Errc::InvalidArgument;
   throw Error(code, fmt::format("cannot remove segment file {}: {}", path, std::strerror(errno)));
+}
+
+std::vector<std::string> Store::list(std::string_view directory) {
+  std::string dir(directory.empty() ? detail::kDefaultDirectory : directory);
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), &::closedir);
+  if (!d) {
+    int err = errno;
+    Errc code = (err == EACCES || err == EPERM) ? Errc::PermissionDenied : Errc::InvalidArgument;
+    throw Error(code, fmt::format("cannot list segments in directory {}: {}", dir, std::strerror(err)));
+  }
+  std::vector<std::string> names;
+  while (const dirent* e = ::readdir(d.get())) {
+    std::string_view file(e->d_name);
+    if (!file.starts_with(detail::kFilePrefix)) continue;
+    std::string_view name = file.substr(detail::kFilePrefix.size());
+    try {
+      detail::validate_segment_name(name);
+    } catch (const Error&) {
+      continue;  // not a name this library makes
+    }
+    unsigned char type = e->d_type;
+    if (type == DT_UNKNOWN) {
+      struct stat st {};
+      if (::fstatat(::dirfd(d.get()), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      type = S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+    }
+    if (type == DT_REG) names.emplace_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 bool Store::exists(std::string_view name, std::string_view directory) {
