@@ -1,0 +1,91 @@
+// materialize (fetch + one private copy in fresh memory) against malloc +
+// memcpy of the same size, and materialize_into (into the caller's warm
+// buffer) against memcpy into that buffer, each pair in the same iteration.
+// Fresh private memory costs the same page faults for any copy, so the
+// baseline allocates and frees exactly as materialize does.
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "support/bench_support.hpp"
+
+namespace sealstore::bench {
+namespace {
+
+struct OneObject {
+  OwnedStore owned;
+  RemoteRef ref;
+  explicit OneObject(std::uint64_t size)
+      : owned("materialize", store_options(size + MiB)),
+        ref(owned.store.put_bytes({}, std::span(source_buffer(), size))) {}
+};
+
+OneObject& object_of(std::uint64_t size) {
+  return cached<OneObject>("materialize/" + size_label(size),
+                           [size] { return std::make_unique<OneObject>(size); });
+}
+
+void materialize(benchmark::State& state, std::uint64_t size) {
+  OneObject& f = object_of(size);
+  const std::byte* src = source_buffer();
+  std::uint64_t k = batch_ops(size, 256 * KiB, 256);
+  Tally t;
+  for (auto _ : state) {
+    std::uint64_t t0 = now_ns();
+    for (std::uint64_t i = 0; i < k; ++i) {
+      auto copy = f.owned.store.materialize<std::vector<std::byte>>(f.ref);
+      benchmark::DoNotOptimize(copy.data());
+    }
+    std::uint64_t t1 = now_ns();
+    for (std::uint64_t i = 0; i < k; ++i) {
+      void* p = std::malloc(size);  // NOLINT: the baseline is literally malloc + memcpy
+      std::memcpy(p, src, size);
+      benchmark::DoNotOptimize(p);
+      std::free(p);  // NOLINT
+    }
+    std::uint64_t t2 = now_ns();
+    state.SetIterationTime(seconds(t1 - t0));
+    t.subject_ns += t1 - t0;
+    t.baseline_ns += t2 - t1;
+    t.ops += k;
+    t.baseline_ops += k;
+  }
+  finish(state, t, size, Ratio::Bandwidth);
+}
+
+void materialize_into(benchmark::State& state, std::uint64_t size) {
+  OneObject& f = object_of(size);
+  const std::byte* src = source_buffer();
+  std::byte* dst = dest_buffer();
+  std::uint64_t k = batch_ops(size, 256 * KiB, 256);
+  Tally t;
+  for (auto _ : state) {
+    std::uint64_t t0 = now_ns();
+    for (std::uint64_t i = 0; i < k; ++i) f.owned.store.materialize_into(f.ref, std::span(dst, size));
+    benchmark::ClobberMemory();
+    std::uint64_t t1 = now_ns();
+    for (std::uint64_t i = 0; i < k; ++i) std::memcpy(dst, src, size);
+    benchmark::ClobberMemory();
+    std::uint64_t t2 = now_ns();
+    state.SetIterationTime(seconds(t1 - t0));
+    t.subject_ns += t1 - t0;
+    t.baseline_ns += t2 - t1;
+    t.ops += k;
+    t.baseline_ops += k;
+  }
+  finish(state, t, size, Ratio::Bandwidth);
+}
+
+void register_materialize() {
+  for (std::uint64_t s : size_ladder()) {
+    add("materialize/" + size_label(s), [s](benchmark::State& st) { materialize(st, s); });
+  }
+  for (std::uint64_t s : size_ladder()) {
+    add("materialize_into/" + size_label(s), [s](benchmark::State& st) { materialize_into(st, s); });
+  }
+}
+const Registrar registrar(30, register_materialize);
+
+}  // namespace
+}  // namespace sealstore::bench
