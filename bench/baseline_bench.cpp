@@ -100,7 +100,9 @@ void first_touch_write(benchmark::State& state, std::uint64_t size, bool falloca
 }
 
 struct WaiterFixture {
-  WaiterFixture() : file("futex", 4096, true), map(file.fd(), 4096, 0, true), child("futex_waiter", {file.path()}) {}
+  WaiterFixture() : file("futex", 4096, true), map(file.fd(), 4096, 0, true), child("futex_waiter", {file.path()}) {
+    child.pin_to_cpu(1);
+  }
   std::uint32_t* word() const { return reinterpret_cast<std::uint32_t*>(map.data()); }  // NOLINT
   ShmFile file;
   Mapped map;
@@ -110,6 +112,7 @@ struct WaiterFixture {
 
 void futex_wake_one_way(benchmark::State& state) {
   auto& f = cached<WaiterFixture>("futex_waiter", [] { return std::make_unique<WaiterFixture>(); });
+  CpuPin pin(0);
   Tally t;
   Samples samples;
   for (auto _ : state) {
@@ -124,7 +127,9 @@ void futex_wake_one_way(benchmark::State& state) {
 }
 
 struct EchoFixture {
-  EchoFixture() : file("echo", 4096, true), map(file.fd(), 4096, 0, true), child("futex_echo", {file.path()}) {}
+  EchoFixture() : file("echo", 4096, true), map(file.fd(), 4096, 0, true), child("futex_echo", {file.path()}) {
+    child.pin_to_cpu(1);
+  }
   ~EchoFixture() {
     store_release(ping(), kStop);
     futex_wake(ping());
@@ -141,6 +146,7 @@ struct EchoFixture {
 
 void futex_round_trip(benchmark::State& state) {
   auto& f = cached<EchoFixture>("futex_echo", [] { return std::make_unique<EchoFixture>(); });
+  CpuPin pin(0);
   constexpr int kBatch = 20;
   Tally t;
   for (auto _ : state) {

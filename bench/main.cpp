@@ -74,6 +74,10 @@ int main(int argc, char** argv) {
   int child = sealstore::bench::run_child_role(argc, argv);
   if (child >= 0) return child;
 
+  std::string command;
+  for (int i = 0; i < argc; ++i) command += (i > 0 ? " " : "") + std::string(argv[i]);  // NOLINT
+  benchmark::AddCustomContext("sealstore_command", command);
+
   sealstore::bench::parse_config(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;

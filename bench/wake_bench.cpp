@@ -1,5 +1,5 @@
 // Seal-to-wake across processes: a child blocked in fetch (asleep in the
-// kernel, checked in /proc before the seal), the parent seals; the time from
+// kernel, checked in /proc before the seal; on the other CPU), the parent seals; the time from
 // just before seal() to the child returning from fetch, against the same
 // wake-up through a raw process-shared futex, alternated in each iteration.
 // Then the same with a waiter that polls (try_fetch in a loop) against one
@@ -53,6 +53,10 @@ struct WakeFixture {
   Mapped map{file.fd(), 4096, 0, true};
   ChildProcess raw_child{"futex_waiter", {file.path()}};
   std::uint32_t value = 0;
+  WakeFixture() {
+    store_child.pin_to_cpu(1);
+    raw_child.pin_to_cpu(1);
+  }
   std::uint32_t* word() const { return reinterpret_cast<std::uint32_t*>(map.data()); }  // NOLINT
 };
 
@@ -73,6 +77,7 @@ std::uint64_t seal_wake(WakeFixture& f, bool sleeping) {
 
 void seal_to_wake(benchmark::State& state, bool sleeping) {
   auto& f = cached<WakeFixture>("wake", [] { return std::make_unique<WakeFixture>(); });
+  CpuPin pin(0);  // the waiters are on CPU 1: every wake-up crosses cores
   Tally t;
   Samples samples;
   for (auto _ : state) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -595,6 +596,39 @@ void ChildProcess::wait_until_sleeping() const {
     if (s == 'Z' || s == '?') throw std::runtime_error("the child process (pid " + std::to_string(pid_) + ") died");
     if (now_ns() > deadline) throw std::runtime_error("the child process did not go to sleep within 10 s");
   }
+}
+
+bool ChildProcess::pin_to_cpu(int cpu) const {
+  if (usable_cpus() < 2) return false;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(static_cast<std::size_t>(cpu), &set);
+  return ::sched_setaffinity(pid_, sizeof set, &set) == 0;
+}
+
+int usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return CPU_COUNT(&set);
+}
+
+CpuPin::CpuPin(int cpu) {
+  cpu_set_t old;
+  CPU_ZERO(&old);
+  if (usable_cpus() < 2 || ::sched_getaffinity(0, sizeof old, &old) != 0) return;
+  saved_.assign(reinterpret_cast<unsigned char*>(&old), reinterpret_cast<unsigned char*>(&old) + sizeof old);  // NOLINT
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(static_cast<std::size_t>(cpu), &set);
+  pinned_ = ::sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
+CpuPin::~CpuPin() {
+  if (!pinned_) return;
+  cpu_set_t old;
+  std::memcpy(&old, saved_.data(), sizeof old);
+  ::sched_setaffinity(0, sizeof old, &old);
 }
 
 void ParentLink::send(std::string_view line) const {

@@ -250,6 +250,8 @@ class ChildProcess {
   // Waits (polling /proc, the child is on another core) until the child
   // sleeps in the kernel. Throws after 10 s.
   void wait_until_sleeping() const;
+  // Keeps the child on CPU `cpu` (false if the machine has no such CPU).
+  bool pin_to_cpu(int cpu) const;
 
  private:
   pid_t pid_ = -1;
@@ -280,6 +282,25 @@ int run_child_role(int argc, char** argv);
 // woken). Returns the nanoseconds from just before the change to the child
 // seeing it.
 std::uint64_t raw_wake(const ChildProcess& child, std::uint32_t* word, std::uint32_t& value, bool sleeping);
+
+// Keeps this process on one CPU while it lives (then restores its mask), so
+// a wake-up always crosses to the other core: where the woken process lands
+// changes its latency several-fold on this kind of VM. Does nothing on a
+// machine with fewer than two CPUs.
+class CpuPin {
+ public:
+  explicit CpuPin(int cpu);
+  ~CpuPin();
+  CpuPin(const CpuPin&) = delete;
+  CpuPin& operator=(const CpuPin&) = delete;
+  bool pinned() const { return pinned_; }
+
+ private:
+  bool pinned_ = false;
+  std::vector<unsigned char> saved_;
+};
+// CPUs this process may run on.
+int usable_cpus();
 
 // Splits a line at spaces.
 std::vector<std::string> words(std::string_view line);
