@@ -69,7 +69,7 @@ void fetch_by_size(benchmark::State& state, std::uint64_t size) {
 struct ManyObjects {
   OwnedStore owned;
   std::vector<RemoteRef> refs;
-  std::vector<std::uint32_t> order;  // a random permutation of refs
+  std::vector<std::uint32_t> order;                      // a random permutation of refs
   std::unordered_map<std::uint64_t, std::uint64_t> map;  // ref id -> index
   explicit ManyObjects(std::uint64_t n)
       : owned("objects", store_options(n * 64 + MiB, static_cast<std::uint32_t>(std::max<std::uint64_t>(n, 1024)))) {
@@ -229,13 +229,17 @@ void readers_two_processes(benchmark::State& state) {
 
 void register_fetch() {
   for (std::uint64_t s : size_ladder()) {
-    add("fetch/size/" + size_label(s), [s](benchmark::State& st) { fetch_by_size(st, s); })->Unit(benchmark::kNanosecond);
+    add("fetch/size/" + size_label(s), [s](benchmark::State& st) {
+      fetch_by_size(st, s);
+    })->Unit(benchmark::kNanosecond);
   }
   for (std::uint64_t n : capped_counts({1, 10'000, 1'000'000})) {
-    add("fetch/objects/" + std::to_string(n) + "/hot", [n](benchmark::State& st) { fetch_hot(st, n); })
-        ->Unit(benchmark::kNanosecond);
-    add("fetch/objects/" + std::to_string(n) + "/random", [n](benchmark::State& st) { fetch_random(st, n); })
-        ->Unit(benchmark::kNanosecond);
+    add("fetch/objects/" + std::to_string(n) + "/hot", [n](benchmark::State& st) {
+      fetch_hot(st, n);
+    })->Unit(benchmark::kNanosecond);
+    add("fetch/objects/" + std::to_string(n) + "/random", [n](benchmark::State& st) {
+      fetch_random(st, n);
+    })->Unit(benchmark::kNanosecond);
   }
   add("readers/two_processes", readers_two_processes)->Unit(benchmark::kMillisecond);
 }

@@ -22,8 +22,7 @@ struct OneObject {
 };
 
 OneObject& object_of(std::uint64_t size) {
-  return cached<OneObject>("materialize/" + size_label(size),
-                           [size] { return std::make_unique<OneObject>(size); });
+  return cached<OneObject>("materialize/" + size_label(size), [size] { return std::make_unique<OneObject>(size); });
 }
 
 void materialize(benchmark::State& state, std::uint64_t size) {

@@ -23,7 +23,8 @@ struct Batch {
 OwnedStore& warm_store(const std::string& key, const Batch& b) {
   return cached<OwnedStore>(key, [&] {
     auto s = std::make_unique<OwnedStore>(
-        "put", store_options(b.count * b.stride + MiB, static_cast<std::uint32_t>(std::max<std::uint64_t>(1024, 2 * b.count))));
+        "put", store_options(b.count * b.stride + MiB,
+                             static_cast<std::uint32_t>(std::max<std::uint64_t>(1024, 2 * b.count))));
     // Write the space once, so the timed puts land on pages already mapped.
     std::vector<RemoteRef> refs;
     for (std::uint64_t i = 0; i < b.count; ++i) {

@@ -170,9 +170,9 @@ void register_segment() {
   std::vector<SegmentSetup> setups = segment_setups();
   for (const auto& s : setups) {
     for (std::uint64_t n : capped_sizes({64 * MiB, 256 * MiB, GiB})) {
-      add("segment_create/" + s.label + "/" + size_label(n),
-          [s, n](benchmark::State& st) { segment_create(st, s, n); })
-          ->Unit(benchmark::kMillisecond);
+      add("segment_create/" + s.label + "/" + size_label(n), [s, n](benchmark::State& st) {
+        segment_create(st, s, n);
+      })->Unit(benchmark::kMillisecond);
     }
   }
   for (const auto& s : setups) {

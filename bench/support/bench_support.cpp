@@ -39,7 +39,9 @@ namespace {
 Config g_config;
 std::atomic<bool> g_failed{false};
 
-[[noreturn]] void throw_errno(const std::string& what) { throw std::system_error(errno, std::generic_category(), what); }
+[[noreturn]] void throw_errno(const std::string& what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
 
 // ---- files to remove if the run is interrupted. A fixed table, so the
 // signal handler touches no allocator.
@@ -125,7 +127,8 @@ std::optional<std::string> read_line(int fd, int timeout_ms) {
     pollfd p{fd, POLLIN, 0};
     int rc = ::poll(&p, 1, timeout_ms);
     if (rc < 0 && errno == EINTR) continue;
-    if (rc == 0) throw std::runtime_error("no answer from the other process within " + std::to_string(timeout_ms) + " ms");
+    if (rc == 0)
+      throw std::runtime_error("no answer from the other process within " + std::to_string(timeout_ms) + " ms");
     char c = 0;
     ssize_t r = ::read(fd, &c, 1);
     if (r < 0 && errno == EINTR) continue;
@@ -396,7 +399,8 @@ Buffer g_dest;
 std::byte* source_buffer() {
   if (g_source.data == nullptr) {
     g_source.make(config().max_size, 0);
-    for (std::uint64_t i = 0; i < g_source.size; i += 4096) g_source.data[i] = static_cast<std::byte>(i >> 12U);  // NOLINT
+    for (std::uint64_t i = 0; i < g_source.size; i += 4096)
+      g_source.data[i] = static_cast<std::byte>(i >> 12U);  // NOLINT
   }
   return g_source.data;
 }
@@ -446,7 +450,8 @@ namespace {
 double median_of(std::vector<std::uint64_t>& v) {
   std::sort(v.begin(), v.end());
   std::size_t n = v.size();
-  return n % 2 == 1 ? static_cast<double>(v[n / 2]) : (static_cast<double>(v[n / 2 - 1]) + static_cast<double>(v[n / 2])) / 2;
+  return n % 2 == 1 ? static_cast<double>(v[n / 2])
+                    : (static_cast<double>(v[n / 2 - 1]) + static_cast<double>(v[n / 2])) / 2;
 }
 }  // namespace
 

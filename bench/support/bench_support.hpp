@@ -31,10 +31,10 @@ inline constexpr std::uint64_t GiB = 1024 * MiB;
 // ---- configuration
 
 struct Config {
-  std::uint64_t max_size = GiB;            // largest object any benchmark uses
-  std::uint64_t max_objects = 1'000'000;   // largest object count in the store
-  std::string directory;                   // where segments live ("" = /dev/shm)
-  std::string huge_dir;                    // a huge-page tmpfs to measure as well ("" = none)
+  std::uint64_t max_size = GiB;           // largest object any benchmark uses
+  std::uint64_t max_objects = 1'000'000;  // largest object count in the store
+  std::string directory;                  // where segments live ("" = /dev/shm)
+  std::string huge_dir;                   // a huge-page tmpfs to measure as well ("" = none)
 };
 const Config& config();
 // Parses and removes the suite's own flags from argv (the rest is Google
@@ -180,8 +180,7 @@ inline double seconds(std::uint64_t ns) { return static_cast<double>(ns) * 1e-9;
 
 // Ops per timed batch so that a batch of `bytes_per_op` ops moves about
 // `batch_bytes` (at least 1, at most max_ops).
-std::uint64_t batch_ops(std::uint64_t bytes_per_op, std::uint64_t batch_bytes = 4 * MiB,
-                        std::uint64_t max_ops = 1024);
+std::uint64_t batch_ops(std::uint64_t bytes_per_op, std::uint64_t batch_bytes = 4 * MiB, std::uint64_t max_ops = 1024);
 
 // Totals of one benchmark run, turned into counters by finish().
 struct Tally {
