@@ -3,13 +3,14 @@
 // - segment_create: creating a segment of SIZE (reserving, mapping and, when
 //   pre-faulting, populating it);
 // - put_fresh: a put into space of a new segment that no process has touched,
-//   against the raw first-touch write of the same size into a new file on
-//   the same mount, reserved the same way (posix_fallocate);
+//   against the raw first-touch write of the same size into a file on the
+//   same mount, reserved the same way (posix_fallocate) at the same moment;
 // - first_read: a newly attached reader's first pass over a large object it
 //   has never touched, against a raw second mapping's first read of a file of
 //   the same size on the same mount.
 // Each reports the minor faults it took and what the kernel did about huge
 // pages (ShmemPmdMapped of this process), since the mount decides that.
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <cstring>
@@ -58,15 +59,20 @@ void segment_create(benchmark::State& state, const SegmentSetup& setup, std::uin
   state.counters["shmem_pmd_mapped_kib"] = static_cast<double>(pmd_kib);
 }
 
+// A new segment and, made at the same moment in the same way, a raw file of
+// the same capacity on the same mount: the store's puts and the raw writes
+// walk through space that is equally untouched and equally cold.
 struct FreshSpace {
   std::unique_ptr<OwnedStore> owned;
-  std::uint64_t room = 0;
+  std::unique_ptr<ShmFile> raw;
+  std::uint64_t used = 0;  // bytes of the raw file written so far
+  std::uint64_t capacity = 0;
 };
 
 void put_fresh(benchmark::State& state, const SegmentSetup& setup, std::uint64_t size) {
   auto& f = cached<FreshSpace>("put_fresh/" + setup.label + "/" + size_label(size),
                                [] { return std::make_unique<FreshSpace>(); });
-  std::uint64_t stride = (size + 63) / 64 * 64;
+  std::uint64_t stride = (size + 4095) / 4096 * 4096;  // whole pages, so each raw mapping starts fresh
   std::uint64_t capacity = std::max<std::uint64_t>(64 * MiB, 2 * stride);
   const std::byte* src = source_buffer();
   Tally t;
@@ -74,21 +80,24 @@ void put_fresh(benchmark::State& state, const SegmentSetup& setup, std::uint64_t
   std::uint64_t base_faults = 0;
   std::uint64_t pmd_kib = 0;
   for (auto _ : state) {
-    if (!f.owned || f.room < stride) {
+    if (!f.owned || f.used + stride > f.capacity) {
       f.owned.reset();  // its objects go with it: never-touched space comes only from a new segment
+      f.raw.reset();
       f.owned = std::make_unique<OwnedStore>("fresh", setup_options(setup, capacity));
-      f.room = capacity;
+      f.raw = std::make_unique<ShmFile>("fresh-raw", capacity, true, setup.directory);
+      f.used = 0;
+      f.capacity = capacity;
     }
     std::uint64_t m0 = minor_faults();
     std::uint64_t t0 = now_ns();
     f.owned->store.put_bytes({}, std::span(src, size));
     std::uint64_t t1 = now_ns();
     faults += minor_faults() - m0;
-    f.room -= stride;
     pmd_kib = std::max(pmd_kib, smaps_rollup_kib("ShmemPmdMapped"));
 
-    ShmFile file("touch", size, true, setup.directory);
-    Mapped map(file.fd(), size, 0, true);
+    Mapped map(f.raw->fd(), stride, f.used, true);
+    if (setup.huge_pages) ::madvise(map.data(), stride, MADV_HUGEPAGE);
+    f.used += stride;
     std::uint64_t m1 = minor_faults();
     std::uint64_t t2 = now_ns();
     std::memcpy(map.data(), src, size);

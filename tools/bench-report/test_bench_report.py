@@ -53,6 +53,13 @@ class ReadingRuns(unittest.TestCase):
         r = run_of(agg("put/1M", ns_per_op=1.0), agg("put/64", ns_per_op=1.0), agg("put/4K", ns_per_op=1.0))
         self.assertEqual([s for s, _ in r.family("put")], [64, 4096, 1 << 20])
 
+    def test_a_later_run_replaces_figures_of_the_same_name(self):
+        first = run_of(agg("put/1M", ns_per_op=10.0), agg("put_fresh/plain/1M", bw_ratio=0.5))
+        first.merge(run_of(agg("put_fresh/plain/1M", bw_ratio=0.95), agg("put_fresh/plain/4M", bw_ratio=0.97)))
+        self.assertEqual(first.get("put_fresh/plain/1M", "bw_ratio"), 0.95)
+        self.assertEqual(first.get("put/1M", "ns_per_op"), 10.0)
+        self.assertEqual([s for s, _ in first.family("put_fresh/plain")], [1 << 20, 4 << 20])
+
     def test_sizes_parse_and_print(self):
         self.assertEqual(br.parse_size("256M"), 256 << 20)
         self.assertEqual(br.size_label(1 << 30), "1 GiB")
