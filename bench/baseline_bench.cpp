@@ -205,7 +205,7 @@ void register_baselines() {
     add("baseline/first_touch_write_sparse/" + size_label(s),
         [s](benchmark::State& st) { first_touch_write(st, s, false); });
   }
-  add("baseline/futex_wake", futex_wake_one_way);
+  add("baseline/futex_wake", futex_wake_one_way)->Iterations(fixed_iterations(3000));
   add("baseline/futex_round_trip", futex_round_trip);
   add("baseline/mutex_lock_unlock", mutex_lock_unlock)->Unit(benchmark::kNanosecond);
 }

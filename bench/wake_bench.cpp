@@ -96,8 +96,14 @@ void seal_to_wake(benchmark::State& state, bool sleeping) {
 }
 
 void register_wake() {
-  add("seal_to_wake/sleeping", [](benchmark::State& st) { seal_to_wake(st, true); });
-  add("seal_to_wake/polling", [](benchmark::State& st) { seal_to_wake(st, false); })->Unit(benchmark::kNanosecond);
+  // Each iteration is two round trips over pipes (~100 us) around a timed
+  // wake-up: a fixed count keeps a repetition near a second.
+  add("seal_to_wake/sleeping", [](benchmark::State& st) {
+    seal_to_wake(st, true);
+  })->Iterations(fixed_iterations(3000));
+  add("seal_to_wake/polling", [](benchmark::State& st) { seal_to_wake(st, false); })
+      ->Unit(benchmark::kNanosecond)
+      ->Iterations(fixed_iterations(3000));
 }
 const Registrar registrar(50, register_wake);
 

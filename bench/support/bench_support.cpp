@@ -212,6 +212,10 @@ void parse_config(int& argc, char** argv) {
         g_config.directory = std::string(*v3);
       } else if (auto v4 = value("--huge_dir")) {
         g_config.huge_dir = std::string(*v4);
+      } else if (a == "--smoke") {
+        g_config.smoke = true;
+        g_config.max_size = 4 * KiB;
+        g_config.max_objects = 100;
       } else {
         argv[out++] = argv[i];  // NOLINT
       }
@@ -269,6 +273,8 @@ benchmark::internal::Benchmark* add(const std::string& name, std::function<void(
 }
 
 bool any_benchmark_failed() { return g_failed.load(); }
+
+benchmark::IterationCount fixed_iterations(benchmark::IterationCount n) { return config().smoke ? 2 : n; }
 
 Registrar::Registrar(int order, void (*fn)()) { registrars().push_back({order, fn}); }
 

@@ -35,13 +35,14 @@ struct Config {
   std::uint64_t max_objects = 1'000'000;  // largest object count in the store
   std::string directory;                  // where segments live ("" = /dev/shm)
   std::string huge_dir;                   // a huge-page tmpfs to measure as well ("" = none)
+  bool smoke = false;                     // run everything once, tiny: for the ctest
 };
 const Config& config();
 // Parses and removes the suite's own flags from argv (the rest is Google
 // Benchmark's): --max_size=SIZE (e.g. 4K, 64M, 1G), --max_objects=N,
-// --dir=PATH, --huge_dir=PATH; SEALSTORE_BENCH_MAX_SIZE and
-// SEALSTORE_BENCH_MAX_OBJECTS set the same caps. Exits with a message on bad
-// values.
+// --dir=PATH, --huge_dir=PATH, --smoke (4K, 100 objects, fixed iteration
+// counts cut to 2); SEALSTORE_BENCH_MAX_SIZE and SEALSTORE_BENCH_MAX_OBJECTS
+// set the same caps. Exits with a message on bad values.
 void parse_config(int& argc, char** argv);
 std::uint64_t parse_size(std::string_view text);  // throws std::invalid_argument
 std::string size_label(std::uint64_t bytes);      // 64, 4K, 1M, 1G
@@ -61,6 +62,10 @@ std::vector<std::uint64_t> size_ladder(std::uint64_t from = 64, std::uint64_t to
 // benchmark uses manual time: only what fn passes to SetIterationTime counts.
 benchmark::internal::Benchmark* add(const std::string& name, std::function<void(benchmark::State&)> fn);
 bool any_benchmark_failed();
+// A fixed iteration count for benchmarks whose timed part is a small slice of
+// each iteration (hand-offs between processes), where Google Benchmark's
+// choice from the timed part alone would run for hours; 2 under --smoke.
+benchmark::IterationCount fixed_iterations(benchmark::IterationCount n);
 
 // Each *_bench.cpp registers its benchmarks through a Registrar, run after
 // the configuration is parsed (sizes depend on it). `order` sorts families:

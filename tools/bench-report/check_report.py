@@ -25,7 +25,7 @@ def main():
     subprocess.run([sys.executable, tool, "report", run_json, "--out", out, "--readme", readme], check=True)
 
     with open(run_json) as f:
-        names = {b["run_name"].replace("/manual_time", "") for b in json.load(f)["benchmarks"]}
+        names = {re.sub(r"/(manual_time|iterations:\d+)", "", b["run_name"]) for b in json.load(f)["benchmarks"]}
     with open(out) as f:
         text = f.read()
     failures = []

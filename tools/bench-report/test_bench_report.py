@@ -44,6 +44,10 @@ class ReadingRuns(unittest.TestCase):
         self.assertEqual(r.get("fetch/size/64", "ns_per_op"), 31.0)
         self.assertEqual(r.repetitions, 3)
 
+    def test_fixed_iteration_counts_are_not_part_of_the_name(self):
+        r = run_of({"run_name": "transfer/1G/iterations:5/manual_time", "run_type": "iteration", "ns_per_op": 5.0})
+        self.assertEqual(r.get("transfer/1G", "ns_per_op"), 5.0)
+
     def test_failed_benchmarks_are_reported_not_used(self):
         r = run_of({"run_name": "put/1M/manual_time", "error_occurred": True, "error_message": "boom"})
         self.assertIsNone(r.get("put/1M"))
