@@ -422,7 +422,7 @@ void Session::abort(std::uint32_t index) noexcept {
 
 std::optional<Session::Pinned> Session::fetch(const RemoteRef& ref,
                                               std::optional<std::chrono::steady_clock::time_point> deadline,
-                                              bool wait) {
+                                              bool wait, std::chrono::nanoseconds spin) {
   check_writable();
   std::uint32_t index = index_of(ref);
   auto gen = static_cast<std::uint32_t>(ref.id() >> 32U);
@@ -450,10 +450,29 @@ std::optional<Session::Pinned> Session::fetch(const RemoteRef& ref,
     }
     if (st == EntryState::Unfilled || st == EntryState::Writing) {
       if (!wait) return std::nullopt;
+      bool spun = spin > std::chrono::nanoseconds::zero();
+      bool settled = spun && spin_until_settled(e, spin, deadline);
+      spin = {};  // one bounded spin per fetch; after it, sleep
+      if (settled) continue;
       wait_for_change(e, static_cast<std::uint32_t>(st), ref, deadline);
       continue;
     }
     throw_gone(ref, e, st);
+  }
+}
+
+bool Session::spin_until_settled(const Entry& e, std::chrono::nanoseconds spin,
+                                 std::optional<std::chrono::steady_clock::time_point> deadline) {
+  auto until = std::chrono::steady_clock::now() + spin;
+  if (deadline && *deadline < until) until = *deadline;
+  for (unsigned i = 1;; ++i) {
+    auto st = static_cast<EntryState>(load(e.state, std::memory_order_acquire));
+    if (st != EntryState::Unfilled && st != EntryState::Writing) return true;
+    // Reading the clock costs more than a poll: look at it every 64 polls.
+    if (i % 64 == 0 && std::chrono::steady_clock::now() >= until) return false;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
   }
 }
 

@@ -55,8 +55,9 @@ class Session {
     std::span<const std::byte> bytes;
   };
   // deadline nullopt: wait for ever. wait false: never wait (nullopt result).
+  // spin: poll this long before sleeping.
   std::optional<Pinned> fetch(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline,
-                              bool wait);
+                              bool wait, std::chrono::nanoseconds spin = {});
   void unpin(std::uint32_t index) noexcept;
   ValueType type_of(std::uint32_t index) const;
 
@@ -93,6 +94,10 @@ class Session {
   std::uint32_t index_of(const RemoteRef& ref) const;
   RemoteRef ref_of(std::uint32_t index) const;
   [[noreturn]] void throw_gone(const RemoteRef& ref, const Entry& e, EntryState st) const;
+  // Polls e.state until it is neither Unfilled nor Writing, for at most
+  // spin (and not past deadline). True if it settled.
+  static bool spin_until_settled(const Entry& e, std::chrono::nanoseconds spin,
+                                 std::optional<std::chrono::steady_clock::time_point> deadline);
   void wait_for_change(Entry& e, std::uint32_t seen, const RemoteRef& ref,
                        std::optional<std::chrono::steady_clock::time_point> deadline);
 

@@ -106,8 +106,8 @@ Writer Store::create_writer(const RemoteRef& ref, std::uint64_t bytes, const Val
 }
 
 View Store::fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline,
-                        bool wait) {
-  auto p = session_->fetch(ref, deadline, wait);
+                        bool wait, std::chrono::nanoseconds spin) {
+  auto p = session_->fetch(ref, deadline, wait, spin);
   if (!p) return View();
   return View(session_, p->index, ref, p->bytes);
 }
@@ -115,15 +115,20 @@ View Store::fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_
 View Store::fetch(const RemoteRef& ref) { return fetch_until(ref, std::nullopt, true); }
 
 View Store::fetch(const RemoteRef& ref, std::chrono::nanoseconds timeout) {
-  if (timeout == kForever) return fetch(ref);
-  if (timeout < std::chrono::nanoseconds::zero()) {
-    throw Error(Errc::InvalidArgument, fmt::format("negative timeout for fetch of {}", ref.to_string()));
+  return fetch(ref, FetchOptions{timeout, {}});
+}
+
+View Store::fetch(const RemoteRef& ref, const FetchOptions& options) {
+  if (options.timeout < std::chrono::nanoseconds::zero() || options.spin < std::chrono::nanoseconds::zero()) {
+    throw Error(Errc::InvalidArgument, fmt::format("negative timeout or spin for fetch of {}", ref.to_string()));
   }
+  if (options.timeout == kForever) return fetch_until(ref, std::nullopt, true, options.spin);
   auto now = std::chrono::steady_clock::now();
   auto limit = std::chrono::steady_clock::time_point::max() - now;
-  auto deadline = timeout >= limit ? std::chrono::steady_clock::time_point::max()
-                                   : now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
-  return fetch_until(ref, deadline, true);
+  auto deadline = options.timeout >= limit
+                      ? std::chrono::steady_clock::time_point::max()
+                      : now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(options.timeout);
+  return fetch_until(ref, deadline, true, options.spin);
 }
 
 std::optional<View> Store::try_fetch(const RemoteRef& ref) {

@@ -440,6 +440,25 @@ TEST(Store, fetch_wakes_when_another_thread_seals) {
   t.join();
 }
 
+TEST(Store, a_spinning_fetch_sees_the_seal_and_honours_its_timeout) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.make_ref();
+  FetchOptions o;
+  o.spin = 5s;  // far longer than the seal takes: the spin sees it
+  std::thread t([&] { s.put(r, 7); });
+  EXPECT_EQ(s.fetch(r, o).as<int>(), 7);
+  t.join();
+  RemoteRef never = s.make_ref();
+  o.spin = 1s;
+  o.timeout = 20ms;  // the deadline bounds the spin too
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_ERRC(s.fetch(never, o), Errc::Timeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 900ms);
+  o.spin = -1ms;
+  EXPECT_ERRC(s.fetch(never, o), Errc::InvalidArgument);
+}
+
 TEST(Store, erasing_an_unfilled_ref_wakes_its_waiters_with_not_found) {
   SegmentGuard g;
   Store s = Store::create(g.name(), small_options());
