@@ -24,7 +24,6 @@
 #include <atomic>
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
-#include <boost/process/env.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
 #include <boost/process/io.hpp>
@@ -32,6 +31,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -69,6 +69,17 @@ std::string this_executable() {
   // A rebuilt (deleted) binary is still reachable through the magic link.
   if (path.empty() || path.ends_with(" (deleted)")) return "/proc/self/exe";
   return path;
+}
+
+// True when this process was started as a pool worker (its argv says so),
+// whatever main() did with it.
+bool started_as_worker() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string argv0;
+  std::string argv1;
+  std::getline(in, argv0, '\0');
+  std::getline(in, argv1, '\0');
+  return argv1 == "--sealstore-worker";
 }
 
 std::string message_of(const std::exception_ptr& e) {
@@ -173,7 +184,7 @@ class PoolImpl {
 };
 
 PoolImpl::PoolImpl(std::string_view segment, const PoolOptions& o) : opts_(o), segment_(segment) {
-  if (const char* w = std::getenv("SEALSTORE_POOL_WORKER"); w != nullptr && *w != '\0') {
+  if (started_as_worker() && !in_worker_main()) {
     throw Error(Errc::InvalidArgument,
                 "this process was started as a pool worker, but its main() did not hand it to "
                 "Pool::worker_main first (see docs/pool.md); it may not make a pool of its own");
@@ -344,7 +355,7 @@ std::shared_ptr<WorkerRec> PoolImpl::spawn_one() {
   int fd = memfd_;
   std::error_code ec;
   bp::child c(
-      bp::exe = exe_, bp::args = args, bp::env["SEALSTORE_POOL_WORKER"] = "1", bp::std_in < bp::null,
+      bp::exe = exe_, bp::args = args, bp::std_in < bp::null,
       bp::extend::on_exec_setup =
           [fd](auto& /*exec*/) {
             // Between fork and exec, async-signal-safe calls only. The
@@ -737,7 +748,9 @@ std::vector<RemoteRef> PoolImpl::broadcast(const EverywhereOptions& o, std::stri
   if (o.sticky) manage.lock();
   std::vector<RemoteRef> refs;
   std::vector<std::string> failures;
-  for (const auto& rec : ready_workers()) {
+  std::vector<std::shared_ptr<WorkerRec>> targets = ready_workers();
+  std::size_t total = targets.size() + (o.include_self ? 1 : 0);
+  for (const auto& rec : targets) {
     try {
       refs.push_back(submit_to(*rec, fn, args.bytes()));
     } catch (const Error& e) {
@@ -755,7 +768,7 @@ std::vector<RemoteRef> PoolImpl::broadcast(const EverywhereOptions& o, std::stri
   if (!failures.empty()) {
     for (const RemoteRef& r : refs) erase_quietly(*store_, r);
     throw Error(Errc::WorkerFailed, fmt::format("everywhere '{}' failed on {} of {} processes: {}", fn, failures.size(),
-                                                std::max(refs.size(), failures.size()), fmt::join(failures, "; ")));
+                                                total, fmt::join(failures, "; ")));
   }
   if (o.sticky) sticky_.push_back(Sticky{std::string(fn), {args.bytes().begin(), args.bytes().end()}});
   return refs;

@@ -19,9 +19,7 @@ void run_task(Store& store, const RemoteRef& result, std::string_view fn, std::s
     Context cx = ContextAccess::make(store, result, fn);
     f->invoke(cx, args);
     return;
-  } catch (const Error& e) {
-    reason = fmt::format("{}: {}", to_string(e.code()), e.what());
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // a sealstore::Error's text starts with its code's name
     reason = e.what();
   } catch (...) {
     reason = "an exception of unknown type";

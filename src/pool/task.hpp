@@ -15,6 +15,10 @@ struct ContextAccess {
   }
 };
 
+// True in a process running Pool::worker_main: a function it runs may
+// make a pool of its own.
+bool in_worker_main() noexcept;
+
 // Runs the registered function fn on args and seals its result under
 // result, or fails result with the reason (an exception's message, an
 // unregistered name) so that fetchers get WorkerFailed. Never throws.

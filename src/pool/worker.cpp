@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -118,7 +119,15 @@ bool Pool::is_worker(int argc, char** argv) noexcept {
   return argc >= 2 && argv != nullptr && argv[1] != nullptr && std::string_view(argv[1]) == kWorkerFlag;  // NOLINT
 }
 
+namespace detail {
+namespace {
+std::atomic<bool> g_in_worker_main{false};
+}  // namespace
+bool in_worker_main() noexcept { return g_in_worker_main.load(); }
+}  // namespace detail
+
 int Pool::worker_main(int argc, char** argv) noexcept {
+  detail::g_in_worker_main.store(true);
   try {
     WorkerArgs a = parse_args(argc, argv);
     // Die with the owner (its spawning thread, which lives as long as the
@@ -128,7 +137,6 @@ int Pool::worker_main(int argc, char** argv) noexcept {
     // Ctrl-C reaches the whole process group: the owner handles it and
     // stops its workers.
     ::signal(SIGINT, SIG_IGN);
-    ::unsetenv("SEALSTORE_POOL_WORKER");
     detail::check_registrations();
 
     Mapped control(a.control_fd);

@@ -525,14 +525,16 @@ TEST(Pool, a_moved_from_pool_is_empty) {
   EXPECT_TRUE(b.workers().empty());
 }
 
-TEST(Pool, a_process_started_as_a_worker_cannot_make_a_pool) {
+TEST(Pool, a_worker_whose_main_forgets_the_hook_cannot_make_a_pool) {
   SegmentGuard g;
   Child c([&] {
-    ::setenv("SEALSTORE_POOL_WORKER", "1", 1);
+    // The workers of this child run forgetful_main() (see main() below).
+    ::setenv("SEALSTORE_TEST_FORGET_HOOK", "1", 1);
+    Pool pool = Pool::create(g.name(), small_pool());
     try {
-      Pool::create(g.name(), small_pool());
+      pool.add(1);
     } catch (const Error& e) {
-      return e.code() == Errc::InvalidArgument && contains(e.what(), "worker_main") ? 0 : 1;
+      return e.code() == Errc::WorkerFailed && contains(e.what(), "exited with code 42 before it attached") ? 0 : 1;
     }
     return 2;
   });
@@ -660,7 +662,23 @@ TEST(PoolCleanup, an_uncaught_exception_cleans_up) {
 }  // namespace
 }  // namespace sealstore
 
+// A worker whose main() "forgot" the hook and goes on to make a pool: that
+// must fail, rather than a worker making workers without end.
+int forgetful_main() {
+  try {
+    sealstore::Pool::create("never-made-" + std::to_string(::getpid()));
+  } catch (const sealstore::Error& e) {
+    bool ok =
+        e.code() == sealstore::Errc::InvalidArgument && std::string(e.what()).find("worker_main") != std::string::npos;
+    return ok ? 42 : 1;
+  }
+  return 2;
+}
+
 int main(int argc, char** argv) {
+  if (std::getenv("SEALSTORE_TEST_FORGET_HOOK") != nullptr && sealstore::Pool::is_worker(argc, argv)) {
+    return forgetful_main();
+  }
   if (sealstore::Pool::is_worker(argc, argv)) return sealstore::Pool::worker_main(argc, argv);
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
