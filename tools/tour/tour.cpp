@@ -562,9 +562,10 @@ int main(int argc, char** argv) {
   fmt::print("sealstore tour: the Julia notebook on RemoteRef, fetch and @everywhere, replayed\n");
   if (n != asked) {
     fmt::print(
-        "/dev/shm has {:.0f} MiB free and {:.0f} MiB of memory is available: the {}x{} matrix ({:.0f} MiB) "
+        "/dev/shm{} has {:.0f} MiB free and {:.0f} MiB of memory is available: the {}x{} matrix ({:.0f} MiB) "
         "does not fit, so the tour uses {}x{} ({:.1f} MiB)\n",
-        mib(shm_free), mib(avail), asked, asked, mib(bytes_of(asked)), n, n, mib(bytes_of(n)));
+        shm_limit ? " (as --shm-bytes pretends)" : "", mib(shm_free), mib(avail), asked, asked, mib(bytes_of(asked)), n,
+        n, mib(bytes_of(n)));
   }
   if (!fits(n)) {
     fmt::print(stderr, "not even a {}x{} matrix fits here: /dev/shm has {:.0f} MiB free\n", n, n, mib(shm_free));
