@@ -6,10 +6,10 @@
 //
 //   sealstore-tour [N] [--shm-bytes BYTES]
 //
-// N is the matrix side (default 10000: 800 MB of f64). When /dev/shm or
-// memory cannot hold what the tour needs, the matrix is scaled down.
-// --shm-bytes pretends /dev/shm has only that much room (to try the
-// scaling).
+// N is the matrix side, 500 to 100000 (default 10000: 800 MB of f64).
+// When /dev/shm or memory cannot hold what the tour needs, the matrix is
+// scaled down. --shm-bytes pretends /dev/shm has only that much room (to
+// try the scaling).
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -230,7 +230,9 @@ bool process_ended(pid_t pid) {
 class Tour {
  public:
   Tour(std::uint64_t n, std::string segment) : n_(n), bytes_(n * n * sizeof(double)), segment_(std::move(segment)) {
-    quiet_ = std::clamp<std::uint64_t>(bytes_ / 4, 256 * 1024, 4 * kMiB);
+    // Sanitizer builds map shadow memory for what a process touches: up to
+    // 1 MiB of growth counts as none; the smallest matrix (500x500) is 1.9 MiB.
+    quiet_ = std::clamp<std::uint64_t>(bytes_ / 2, kMiB, 4 * kMiB);
   }
 
   int run();
@@ -501,7 +503,7 @@ int Tour::run() {
 void usage() {
   fmt::print(
       "usage: sealstore-tour [N] [--shm-bytes BYTES]\n"
-      "  N            matrix side (default 10000: a 10000x10000 f64 matrix, 800 MB)\n"
+      "  N            matrix side, 500 to 100000 (default 10000: a 10000x10000 f64 matrix, 800 MB)\n"
       "  --shm-bytes  pretend /dev/shm has only BYTES free (suffixes K, M, G)\n");
 }
 
@@ -539,7 +541,7 @@ int main(int argc, char** argv) {
         usage();
         return 2;
       }
-    } else if (auto v = parse_size(args[i]); v && *v >= 10 && *v <= 100000) {
+    } else if (auto v = parse_size(args[i]); v && *v >= 500 && *v <= 100000) {
       n = *v;
     } else {
       usage();
@@ -558,7 +560,7 @@ int main(int argc, char** argv) {
     return bytes_of(side) + 24 * kMiB <= shm_free && 7 * bytes_of(side) + 256 * kMiB <= avail;
   };
   std::uint64_t asked = n;
-  while (n > 100 && !fits(n)) n = std::max<std::uint64_t>(100, n * 9 / 10 / 10 * 10);
+  while (n > 500 && !fits(n)) n = std::max<std::uint64_t>(500, n * 9 / 10 / 10 * 10);
   fmt::print("sealstore tour: the Julia notebook on RemoteRef, fetch and @everywhere, replayed\n");
   if (n != asked) {
     fmt::print(
