@@ -8,8 +8,6 @@
 // takes manage_mu_.
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -29,7 +27,9 @@
 #include <boost/process/io.hpp>
 #include <climits>
 #include <condition_variable>
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <map>
@@ -507,7 +507,7 @@ std::vector<WorkerId> PoolImpl::add(std::size_t n) {
   if (n == 0) return {};
   {
     std::lock_guard lock(mu_);
-    std::size_t live =
+    auto live =
         static_cast<std::size_t>(std::count_if(recs_.begin(), recs_.end(), [](const auto& r) { return r != nullptr; }));
     if (live + n > recs_.size()) {
       throw Error(Errc::OutOfMemory, fmt::format("pool '{}' has room for {} workers: {} are running, {} more asked",
@@ -564,6 +564,7 @@ std::vector<WorkerId> PoolImpl::add(std::size_t n) {
     }
   }
   std::vector<WorkerId> ids;
+  ids.reserve(batch.size());
   for (const auto& rec : batch) ids.push_back(rec->id.load());
   std::sort(ids.begin(), ids.end());
   return ids;

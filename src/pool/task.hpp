@@ -11,7 +11,7 @@ namespace sealstore::detail {
 
 struct ContextAccess {
   static Context make(Store& store, const RemoteRef& result, std::string_view function) noexcept {
-    return Context(store, result, function);
+    return {store, result, function};
   }
 };
 

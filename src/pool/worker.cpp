@@ -2,7 +2,6 @@
 //   PROGRAM --sealstore-worker SEGMENT DIRECTORY CONTROL_FD SLOT OWNER_PID
 // attaches to the segment, announces itself in its control slot, then
 // takes tasks from its ring until told to stop (or its owner dies).
-#include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -12,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <charconv>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>

@@ -659,6 +659,33 @@ TEST(PoolCleanup, an_uncaught_exception_cleans_up) {
       SIGABRT);
 }
 
+TEST(PoolCleanup, sigkill_of_the_owner_leaves_no_worker_behind) {
+  SegmentGuard g;  // a SIGKILLed process removes nothing: the guard removes the segment
+  Pipe ready;
+  Child c([&] {
+    static Pool* leaked = nullptr;
+    leaked = new Pool(Pool::create(g.name(), small_pool()));
+    leaked->add(2);
+    ready.send();
+    for (;;) ::pause();
+    return 5;
+  });
+  ASSERT_EQ(ready.receive(), 'x');
+  AttachOptions observe;
+  observe.observer = true;
+  std::vector<std::unique_ptr<ProcessWatch>> watches;
+  {
+    Store s = Store::attach(g.name(), observe);
+    for (const ProcessInfo& p : s.processes()) {
+      if (p.role == Role::Worker) watches.push_back(std::make_unique<ProcessWatch>(p.pid));
+    }
+  }
+  ASSERT_EQ(watches.size(), 2U);
+  c.kill(SIGKILL);
+  EXPECT_EQ(c.wait().signal, SIGKILL);
+  for (auto& w : watches) EXPECT_TRUE(w->ended(10s)) << "a worker outlived its SIGKILLed owner";
+}
+
 }  // namespace
 }  // namespace sealstore
 

@@ -67,7 +67,7 @@ std::string fetch_string(Context& cx, RemoteRef r) {
 }
 SEALSTORE_REGISTER("tour.fetch_string", fetch_string);
 
-void fill_string(Context& cx, RemoteRef r, std::string s) { cx.store().put(r, s); }
+void fill_string(Context& cx, RemoteRef r, const std::string& s) { cx.store().put(r, s); }
 SEALSTORE_REGISTER("tour.fill_string", fill_string);
 
 struct CornerRead {
@@ -365,7 +365,7 @@ int Tour::run() {
   RemoteRef for2 = store.make_ref(2);
   say("rr = make_ref(2) -> {}   (where = 2: meant for worker 2; whence = 1: made here)", for2.to_string());
   pool.call(3, "tour.fill_string", for2, std::string("sandwich"));
-  std::string lunch = store.materialize<std::string>(for2);
+  auto lunch = store.materialize<std::string>(for2);
   ObjectInfo filled{};
   for (const ObjectInfo& oi : store.objects()) {
     if (oi.ref == for2) filled = oi;
@@ -442,9 +442,9 @@ int Tour::run() {
   auto rx = pool.call<RemoteRef>(2, "tour.make_ref_for", WorkerId{1});
   double myx = 1.23;
   store.put(rx, myx);
-  double seen1 = pool.call<double>(2, "tour.fetch_f64", rx);
+  auto seen1 = pool.call<double>(2, "tour.fetch_f64", rx);
   myx += 1.45;
-  double seen2 = pool.call<double>(2, "tour.fetch_f64", rx);
+  auto seen2 = pool.call<double>(2, "tour.fetch_f64", rx);
   say("worker 2 made {}; put(rr, myx = 1.23); worker 2 fetches {}; myx += 1.45 -> {}; worker 2 fetches {}",
       rx.to_string(), seen1, myx, seen2);
   expect(seen1 == 1.23 && seen2 == 1.23, "the sealed scalar changed");
@@ -468,8 +468,8 @@ int Tour::run() {
   pool.call(3, "tour.bind_y", 1.234);
   auto y_here = store.lookup("y");
   double y1 = y_here ? store.fetch(*y_here).as<double>() : 0.0;
-  double y2 = pool.call<double>(2, "tour.lookup_f64", std::string("y"));
-  say("worker 3: bind(\"y\", put(1.234)); here lookup(\"y\") -> {}; worker 2 lookup(\"y\") -> {}", y1, y2);
+  auto y2 = pool.call<double>(2, "tour.lookup_f64", std::string("y"));
+  say(R"(worker 3: bind("y", put(1.234)); here lookup("y") -> {}; worker 2 lookup("y") -> {})", y1, y2);
   say("(Julia: @spawnat w y = 1.234 assigned y on the caller, not on w)");
   expect(y_here.has_value() && y1 == 1.234 && y2 == 1.234, "the name is not visible everywhere");
   table();
