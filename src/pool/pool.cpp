@@ -200,7 +200,7 @@ PoolImpl::PoolImpl(std::string_view segment, const PoolOptions& o) : opts_(o), s
   }
   if (o.start_timeout.count() <= 0 || o.stop_timeout.count() < 0) {
     throw Error(Errc::InvalidArgument,
-                fmt::format("start_timeout and stop_timeout of pool '{}' must be positive", segment));
+                fmt::format("start_timeout of pool '{}' must be positive, stop_timeout not negative", segment));
   }
   exe_ = o.executable.empty() ? this_executable() : o.executable;
   store_.emplace(Store::create(segment, o.store));
@@ -577,12 +577,12 @@ void PoolImpl::remove(WorkerId id, std::chrono::milliseconds timeout) {
   }
   if (timeout.count() < 0) throw Error(Errc::InvalidArgument, "negative timeout for remove");
   std::shared_ptr<WorkerRec> rec = find_live(id);
-  {
-    std::lock_guard lock(rec->submit_mu);
-    int expected = kReady;
-    if (!rec->status.compare_exchange_strong(expected, kStopping)) {
-      throw Error(Errc::InvalidArgument, fmt::format("worker {} of pool '{}' is already stopping", id, segment_));
-    }
+  // Not under submit_mu: a submitter may hold it while it waits for room in
+  // a ring the worker is still draining. A task that slips in after the
+  // worker saw its queue empty is failed when the worker is reaped.
+  int expected = kReady;
+  if (!rec->status.compare_exchange_strong(expected, kStopping)) {
+    throw Error(Errc::InvalidArgument, fmt::format("worker {} of pool '{}' is already stopping", id, segment_));
   }
   WorkerControl& w = cb_.worker(rec->slot);
   detail::store(w.stop, 1U);
@@ -603,11 +603,8 @@ void PoolImpl::stop_all() {
     }
   }
   for (const auto& r : live) {
-    {
-      std::lock_guard lock(r->submit_mu);
-      int expected = kReady;
-      r->status.compare_exchange_strong(expected, kStopping);
-    }
+    int expected = kReady;
+    r->status.compare_exchange_strong(expected, kStopping);
     WorkerControl& w = cb_.worker(r->slot);
     detail::store(w.stop, 1U);
     futex_wake_all(&w.head);

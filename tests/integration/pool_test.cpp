@@ -423,6 +423,32 @@ TEST(Pool, remove_kills_a_worker_that_does_not_stop_in_time) {
   EXPECT_TRUE(pool.workers().empty());
 }
 
+TEST(Pool, a_submitter_waiting_on_a_full_queue_is_released_when_the_worker_is_killed) {
+  SegmentGuard g;
+  PoolOptions o = small_pool();
+  o.queue_depth = 1;
+  Pool pool = Pool::create(g.name(), o);
+  pool.add(1);
+  RemoteRef started = pool.store().make_ref();
+  RemoteRef release = pool.store().make_ref();  // never sealed: worker 2 hangs in hold()
+  RemoteRef running = pool.run_at(2, "hold", started, release);
+  pool.store().fetch(started, 30s);
+  RemoteRef queued = pool.run_at(2, "add", 1, 1);  // fills the one-slot queue
+  Errc third = Errc::NotFound;
+  std::thread submitter([&] {
+    try {
+      pool.run_at(2, "add", 2, 2);  // waits for room that never comes
+    } catch (const Error& e) {
+      third = e.code();
+    }
+  });
+  pool.remove(2, 200ms);
+  submitter.join();
+  EXPECT_TRUE(third == Errc::WorkerFailed || third == Errc::InvalidArgument) << to_string(third);
+  EXPECT_ERRC(pool.store().fetch(running, 30s), Errc::WorkerFailed);
+  EXPECT_ERRC(pool.store().fetch(queued, 30s), Errc::WorkerFailed);
+}
+
 // ---- sticky broadcasts
 
 TEST(Pool, a_sticky_broadcast_runs_on_workers_added_later) {
