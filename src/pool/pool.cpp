@@ -82,16 +82,6 @@ bool started_as_worker() {
   return argv1 == "--sealstore-worker";
 }
 
-std::string message_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-    return "unknown error";
-  }
-}
-
 void erase_quietly(Store& s, const RemoteRef& r) noexcept {
   try {
     s.erase(r);
@@ -179,7 +169,7 @@ class PoolImpl {
   std::size_t spawn_request_ = 0;
   bool spawn_done_ = false;
   std::vector<std::shared_ptr<WorkerRec>> spawned_;
-  std::exception_ptr spawn_error_;
+  std::string spawn_error_;  // why the last spawn stopped short, if it did
   bool quit_ = false;
 };
 
@@ -306,16 +296,21 @@ void PoolImpl::supervise() {
 
 void PoolImpl::spawn(std::size_t n) {
   std::vector<std::shared_ptr<WorkerRec>> made;
-  std::exception_ptr error;
+  // The error goes across as text: an exception_ptr released in another
+  // thread than the one that made it is a data race to ThreadSanitizer
+  // (libstdc++'s count is not instrumented).
+  std::string error;
   try {
     for (std::size_t k = 0; k < n; ++k) made.push_back(spawn_one());
+  } catch (const std::exception& e) {
+    error = e.what();
   } catch (...) {
-    error = std::current_exception();
+    error = "an exception of unknown type";
   }
   {
     std::lock_guard lock(mu_);
     spawned_ = std::move(made);
-    spawn_error_ = error;
+    spawn_error_ = std::move(error);
     spawn_done_ = true;
   }
   cv_.notify_all();
@@ -524,8 +519,7 @@ std::vector<WorkerId> PoolImpl::add(std::size_t n) {
     cv_.wait(lock, [&] { return spawn_done_; });
     batch = std::move(spawned_);
     spawned_.clear();
-    if (spawn_error_) failures.push_back(message_of(spawn_error_));
-    spawn_error_ = nullptr;
+    if (!spawn_error_.empty()) failures.push_back(std::exchange(spawn_error_, {}));
   }
   auto deadline = Clock::now() + opts_.start_timeout;
   for (const auto& rec : batch) {
