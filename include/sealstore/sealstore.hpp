@@ -2,6 +2,7 @@
 #pragma once
 
 #include "sealstore/error.hpp"
+#include "sealstore/pool.hpp"
 #include "sealstore/ref.hpp"
 #include "sealstore/stats.hpp"
 #include "sealstore/store.hpp"

@@ -17,7 +17,8 @@ enum class ObjectState : std::uint8_t {
   Writing,       // a writer is filling it
   Sealed,        // immutable, fetchable
   ErasePending,  // erased while pinned; freed when the last pin goes
-  Abandoned,     // its writer died before sealing; fetch fails with WorkerFailed
+  Abandoned,     // its writer died before sealing, or it was failed (Store::fail; size is
+                 // the reason's length); fetch fails with WorkerFailed
 };
 std::string_view to_string(ObjectState s) noexcept;
 

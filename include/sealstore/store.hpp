@@ -149,10 +149,19 @@ class Store {
   // The same, to fill ref (made with make_ref()). Errors as put(ref, ...).
   Writer create_writer(const RemoteRef& ref, std::uint64_t bytes, const ValueType& type = {});
 
+  // Fills ref, made with make_ref(), with a failure instead of a value:
+  // every fetch of it, waiting now or later, fails with WorkerFailed
+  // carrying reason (cut to 4 KiB). A ref whose writer died before sealing
+  // may be failed too, its reason replacing the generic one. The failed ref
+  // stays until erased. Errors: AlreadySealed (sealed, being filled by a
+  // live process, or failed already; nothing changes), NotFound,
+  // InvalidArgument (null ref).
+  void fail(const RemoteRef& ref, std::string_view reason);
+
   // Waits (sleeping, never spinning) until ref is sealed, then pins it and
   // returns a View. Costs the same for any object size; copies nothing.
   // Errors: Timeout, NotFound (unknown, erased, or of another segment),
-  // WorkerFailed (its writer died), InvalidArgument (null ref).
+  // WorkerFailed (its writer died, or it was failed), InvalidArgument (null ref).
   View fetch(const RemoteRef& ref);
   View fetch(const RemoteRef& ref, std::chrono::nanoseconds timeout);
   View fetch(const RemoteRef& ref, const FetchOptions& options);

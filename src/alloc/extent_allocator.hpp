@@ -49,8 +49,11 @@ class ExtentAllocator {
 // Bytes an object of `size` bytes takes in the data region.
 inline std::uint64_t footprint(std::uint64_t size) { return round_up(size, kDataAlign); }
 
+// An Abandoned entry holds data only when Store::fail() stored a reason in
+// it (size > 0); one whose writer died has had its data released (size 0).
 inline bool holds_data(EntryState s) {
-  return s == EntryState::Writing || s == EntryState::Sealed || s == EntryState::ErasePending;
+  return s == EntryState::Writing || s == EntryState::Sealed || s == EntryState::ErasePending ||
+         s == EntryState::Abandoned;
 }
 
 }  // namespace sealstore::detail

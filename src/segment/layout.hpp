@@ -37,7 +37,8 @@ enum class EntryState : std::uint32_t {
 };
 
 enum EntryFlags : std::uint32_t {
-  kFresh = 1U << 0U,  // made by a writer, not make_ref(): an abort frees the entry
+  kFresh = 1U << 0U,   // made by a writer, not make_ref(): an abort frees the entry
+  kFailed = 1U << 1U,  // Abandoned by Store::fail(): its data (size bytes) is the reason
 };
 
 // One object (or made ref). 128 bytes: the first line is what fetch reads.

@@ -246,11 +246,95 @@ RemoteRef Session::ref_of(std::uint32_t index) const {
 }
 
 void Session::throw_gone(const RemoteRef& ref, const Entry& e, EntryState st) const {
+  if (st == EntryState::Abandoned && (load(e.flags, std::memory_order_relaxed) & kFailed) != 0) {
+    throw_failed(ref);
+  }
   if (st == EntryState::Abandoned) {
     throw Error(Errc::WorkerFailed, fmt::format("{}: its writer (pid {}) died before sealing it", ref.to_string(),
                                                 load(e.creator_pid, std::memory_order_relaxed)));
   }
   throw Error(Errc::NotFound, fmt::format("{} is not in segment '{}': it was erased", ref.to_string(), name_));
+}
+
+// The reason lies in the data region, which an erase may free and reuse:
+// it is read under the lock, after checking the entry is still this ref's.
+void Session::throw_failed(const RemoteRef& ref) const {
+  std::string reason;
+  {
+    Lock lock(*this);
+    const Entry& e = entry(static_cast<std::uint32_t>(ref.id() & 0xffffffffU));
+    if (e.gen != static_cast<std::uint32_t>(ref.id() >> 32U) ||
+        static_cast<EntryState>(e.state) != EntryState::Abandoned) {
+      throw Error(Errc::NotFound, fmt::format("{} is not in segment '{}': it was erased", ref.to_string(), name_));
+    }
+    if (e.size > 0 && e.offset <= header().capacity && e.size <= header().capacity - e.offset) {
+      reason.assign(reinterpret_cast<const char*>(map_.data_ro() + e.offset), e.size);  // NOLINT: bytes of chars
+    } else {
+      reason = fmt::format("failed by worker {} (pid {}); the reason did not fit in the segment", e.creator_id,
+                           e.creator_pid);
+    }
+  }
+  throw Error(Errc::WorkerFailed, fmt::format("{}: {}", ref.to_string(), reason));
+}
+
+void Session::fail(const RemoteRef& ref, std::string_view reason) {
+  check_writable();
+  std::uint32_t index = index_of(ref);
+  auto gen = static_cast<std::uint32_t>(ref.id() >> 32U);
+  reason = reason.substr(0, kMaxFailureReason);
+  Lock lock(*this);
+  Header& h = header();
+  Entry& e = entry(index);
+  auto st = static_cast<EntryState>(e.state);
+  if (e.gen != gen || st == EntryState::Free || st == EntryState::ErasePending) {
+    throw Error(Errc::NotFound,
+                fmt::format("cannot fail {}: it is not in segment '{}' (erased)", ref.to_string(), name_));
+  }
+  ExtentAllocator alloc = allocator();
+  if (st == EntryState::Writing) {
+    std::uint32_t ws = e.writer_slot;
+    if (ws < kMaxProcesses && process_alive(slot(ws).pid, slot(ws).start_time)) {
+      throw Error(Errc::AlreadySealed, fmt::format("cannot fail {}: worker {} (pid {}) is filling it", ref.to_string(),
+                                                   e.creator_id, e.creator_pid));
+    }
+    // Its writer died: roll the write back as recovery would, then fail it.
+    std::uint64_t bytes = footprint(e.size);
+    if (bytes > 0) alloc.release(e.offset, bytes);
+    h.used -= bytes;
+    e.size = 0;
+    e.writer_slot = kNoSlot;
+  } else if (st == EntryState::Sealed) {
+    throw Error(Errc::AlreadySealed, fmt::format("cannot fail {}: it is already sealed", ref.to_string()));
+  } else if (st == EntryState::Abandoned && (e.flags & kFailed) != 0) {
+    throw Error(Errc::AlreadySealed, fmt::format("cannot fail {}: it has failed already", ref.to_string()));
+  }
+  // Unfilled, or abandoned by a dead writer (no data held).
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;
+  if (!reason.empty()) {
+    if (auto got = alloc.allocate(footprint(reason.size()))) {
+      offset = *got;
+      size = reason.size();
+      std::memcpy(map_.data_rw() + offset, reason.data(), size);
+      h.used += footprint(size);
+    }
+  }
+  e.offset = offset;
+  e.size = size;
+  e.writer_slot = kNoSlot;
+  e.creator_id = id_;
+  e.creator_pid = pid_;
+  e.kind = static_cast<std::uint8_t>(ValueKind::String);
+  e.elem = static_cast<std::uint8_t>(ElemType::None);
+  e.rank = 0;
+  e.elem_size = 1;
+  e.type_hash = 0;
+  for (auto& d : e.shape) d = 0;
+  e.sealed_ns = unix_now_ns();
+  store(e.flags, e.flags | kFailed);
+  store(e.state, static_cast<std::uint32_t>(EntryState::Abandoned));
+  publish_alloc_stats_locked();
+  if (load(e.waiters) != 0) futex_wake_all(&e.state);
 }
 
 RemoteRef Session::make_ref(WorkerId where) {

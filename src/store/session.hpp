@@ -24,6 +24,9 @@
 
 namespace sealstore::detail {
 
+// Longer reasons given to Store::fail are cut to this many bytes.
+inline constexpr std::size_t kMaxFailureReason = 4096;
+
 class Session {
  public:
   static std::shared_ptr<Session> create(std::string_view name, const CreateOptions& o);
@@ -48,6 +51,8 @@ class Session {
   // Allocates an entry (or claims `target`) and its data, in state Writing.
   Claim begin_write(const RemoteRef* target, std::uint64_t size, const ValueType& type);
   void seal(std::uint32_t index);
+  // Store::fail: the ref becomes Abandoned with reason as its data.
+  void fail(const RemoteRef& ref, std::string_view reason);
   void abort(std::uint32_t index) noexcept;
 
   struct Pinned {
@@ -94,6 +99,7 @@ class Session {
   std::uint32_t index_of(const RemoteRef& ref) const;
   RemoteRef ref_of(std::uint32_t index) const;
   [[noreturn]] void throw_gone(const RemoteRef& ref, const Entry& e, EntryState st) const;
+  [[noreturn]] void throw_failed(const RemoteRef& ref) const;
   // Polls e.state until it is neither Unfilled nor Writing, for at most
   // spin (and not past deadline). True if it settled.
   static bool spin_until_settled(const Entry& e, std::chrono::nanoseconds spin,

@@ -105,6 +105,8 @@ Writer Store::create_writer(const RemoteRef& ref, std::uint64_t bytes, const Val
   return Writer(session_, c.index, c.ref, c.bytes);
 }
 
+void Store::fail(const RemoteRef& ref, std::string_view reason) { session_->fail(ref, reason); }
+
 View Store::fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline,
                         bool wait, std::chrono::nanoseconds spin) {
   auto p = session_->fetch(ref, deadline, wait, spin);
