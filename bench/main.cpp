@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "sealstore/pool.hpp"
 #include "support/bench_support.hpp"
 
 namespace {
@@ -71,6 +72,8 @@ void add_context() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The pool benchmarks' workers are this binary too.
+  if (sealstore::Pool::is_worker(argc, argv)) return sealstore::Pool::worker_main(argc, argv);
   int child = sealstore::bench::run_child_role(argc, argv);
   if (child >= 0) return child;
 

@@ -112,7 +112,8 @@ class Verdicts(unittest.TestCase):
 
     def test_pool_targets_are_judged_once_the_pool_benchmarks_exist(self):
         r = run_of(agg("baseline/futex_round_trip", ns_per_op=40000.0), agg("pool/empty_task", ns_per_op=70000.0),
-                   agg("pool/ref_task/64M", time_ratio=0.02))
+                   agg("pool/ref_task/64M", ns_per_op=1000000.0),
+                   agg("transfer/64M", baseline_ns_per_op=50000000.0))
         self.assertEqual(verdict(r, "empty task round trip").status, "missed")
         self.assertEqual(verdict(r, "64 MiB ref").status, "missed")  # 50x, not 100x
 
