@@ -791,21 +791,23 @@ void Session::reap_slot_locked(std::uint32_t s, bool died) {
     if (load(e.waiters) != 0) futex_wake_all(&e.state);
   }
   std::uint64_t* row = pin_row(s);
-  for (std::uint32_t w = 0; w < h.pin_words; ++w) {
-    std::uint64_t bits = atomic(row[w]).exchange(0);  // NOLINT
-    while (bits != 0) {
-      std::uint32_t i = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
-      bits &= bits - 1;
-      if (i < h.max_objects && static_cast<EntryState>(entry(i).state) == EntryState::ErasePending &&
-          !pinned_anywhere(i)) {
-        free_entry_locked(i);
-      }
-    }
-  }
+  for (std::uint32_t w = 0; w < h.pin_words; ++w) atomic(row[w]).exchange(0);  // NOLINT
   store(slot(s).state, static_cast<std::uint32_t>(SlotState::Free));
   atomic(h.live_slots[s / 64]).fetch_and(~(std::uint64_t{1} << (s % 64)));
+  // Complete every deferred erase no live process pins any more. Not only
+  // those this slot pinned: a process killed in unpin() after clearing its
+  // pin bit, before taking the lock to free, left one with no pin at all.
+  free_unpinned_erased_locked();
   if (died) h.recoveries += 1;
   publish_alloc_stats_locked();
+}
+
+void Session::free_unpinned_erased_locked() noexcept {
+  for (std::uint32_t i = 0; i < header().max_objects; ++i) {
+    if (static_cast<EntryState>(entry(i).state) == EntryState::ErasePending && !pinned_anywhere(i)) {
+      free_entry_locked(i);
+    }
+  }
 }
 
 // The lock's last holder died inside a critical section: everything derived
@@ -849,6 +851,7 @@ void Session::repair_locked() {
   }
   publish_alloc_stats_locked();
   reap_dead_locked();
+  free_unpinned_erased_locked();
 }
 
 // ---- introspection (no lock)

@@ -105,6 +105,7 @@ class Session {
   void publish_alloc_stats_locked() noexcept;
   std::size_t reap_dead_locked();
   void reap_slot_locked(std::uint32_t s, bool died);
+  void free_unpinned_erased_locked() noexcept;
   void repair_locked();
   void unbind_entry_locked(std::uint32_t index) noexcept;
   std::optional<std::uint32_t> find_name(std::string_view name, std::uint64_t hash) const;
