@@ -24,6 +24,8 @@ namespace {
 constexpr std::uint32_t kPinBusy = 1U << 31U;
 // Waiters re-check the writer's liveness this often while it writes.
 constexpr std::chrono::milliseconds kLivenessSlice{100};
+// A lookup waits this long for a name slot caught mid-change.
+constexpr std::chrono::milliseconds kNameSlotPatience{5};
 
 std::atomic<std::uint64_t> g_fork_epoch{0};
 std::once_flag g_atfork_once;
@@ -636,15 +638,27 @@ bool Session::contains(const RemoteRef& ref) const {
 
 // ---- names
 
-std::optional<std::uint32_t> Session::find_name(std::string_view name, std::uint64_t hash) const {
+// Lock-free probe (names are written as seqlocks). A slot that stays
+// mid-change beyond kNameSlotPatience is skipped and *stuck set: its writer
+// may have died holding the lock, and only the next locker repairs it.
+std::optional<std::uint32_t> Session::find_name(std::string_view name, std::uint64_t hash, bool* stuck) const {
   std::uint32_t mask = header().name_slots - 1;
   std::array<std::uint64_t, kNameBytes / 8> want{};
   std::memcpy(want.data(), name.data(), name.size());
   for (std::uint32_t i = 0, pos = static_cast<std::uint32_t>(hash) & mask; i <= mask; ++i, pos = (pos + 1) & mask) {
     const NameSlot& n = name_slot(pos);
-    for (;;) {
+    std::optional<std::chrono::steady_clock::time_point> odd_since;
+    for (unsigned spins = 0;; ++spins) {
       std::uint32_t seq = load(n.seq);
       if ((seq & 1U) != 0) {
+        if (spins % 64 == 63) {
+          auto now = std::chrono::steady_clock::now();
+          if (!odd_since) odd_since = now;
+          if (now - *odd_since > kNameSlotPatience) {
+            if (stuck != nullptr) *stuck = true;
+            break;
+          }
+        }
         sched_yield();
         continue;
       }
@@ -686,7 +700,7 @@ void Session::bind(std::string_view name, const RemoteRef& ref) {
     throw Error(Errc::NotFound, fmt::format("cannot bind '{}' to {}: it was erased", name, ref.to_string()));
   }
   Header& h = header();
-  if (auto pos = find_name(name, hash)) {
+  if (auto pos = find_name(name, hash, nullptr)) {
     NameSlot& n = name_slot(*pos);
     std::uint32_t old = n.index;
     if (old == index && n.gen == gen) return;
@@ -713,7 +727,15 @@ void Session::bind(std::string_view name, const RemoteRef& ref) {
 
 std::optional<RemoteRef> Session::lookup(std::string_view name) const {
   validate_object_name(name);
-  auto pos = find_name(name, name_hash(name));
+  std::uint64_t hash = name_hash(name);
+  bool stuck = false;
+  auto pos = find_name(name, hash, &stuck);
+  if (!pos && stuck && !observer()) {
+    // Taking the lock repairs a slot whose writer died mid-change, or waits
+    // for a live writer to finish. Observers cannot lock: they skip it.
+    Lock lock(*this);
+    pos = find_name(name, hash, nullptr);
+  }
   if (!pos) return std::nullopt;
   const NameSlot& n = name_slot(*pos);
   std::uint32_t index = load(n.index);
@@ -731,7 +753,7 @@ bool Session::unbind(std::string_view name) {
   validate_object_name(name);
   std::uint64_t hash = name_hash(name);
   Lock lock(*this);
-  auto pos = find_name(name, hash);
+  auto pos = find_name(name, hash, nullptr);
   if (!pos) return false;
   NameSlot& n = name_slot(*pos);
   Entry& e = entry(n.index);

@@ -108,7 +108,7 @@ class Session {
   void free_unpinned_erased_locked() noexcept;
   void repair_locked();
   void unbind_entry_locked(std::uint32_t index) noexcept;
-  std::optional<std::uint32_t> find_name(std::string_view name, std::uint64_t hash) const;
+  std::optional<std::uint32_t> find_name(std::string_view name, std::uint64_t hash, bool* stuck) const;
   void write_name_slot_locked(NameSlot& n, std::uint32_t state, std::uint32_t index, std::uint32_t gen,
                               std::uint64_t hash, std::string_view name) noexcept;
 
