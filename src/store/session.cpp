@@ -115,6 +115,11 @@ std::shared_ptr<Session> Session::create(std::string_view name, const CreateOpti
                 fmt::format("mode {:#o} for segment '{}' must be permission bits that include owner read and write",
                             o.mode, name));
   }
+  if ((o.mode & 0002U) != 0) {
+    throw Error(Errc::InvalidArgument,
+                fmt::format("mode {:#o} would let every user change segment '{}'; share it through a group (0660)",
+                            o.mode, name));
+  }
   Mapping::CreateParams p{segment_path(name, o.directory),
                           std::string(name),
                           o.capacity,
