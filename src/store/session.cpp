@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -64,6 +65,38 @@ void validate_object_name(std::string_view name) {
   }
 }
 
+ValueType raw_type(const Entry& e) {
+  ValueType t;
+  t.kind = static_cast<ValueKind>(e.kind);
+  t.elem = static_cast<ElemType>(e.elem);
+  t.elem_size = e.elem_size;
+  t.type_hash = e.type_hash;
+  t.rank = std::min<std::uint32_t>(e.rank, kMaxRank);
+  for (std::size_t d = 0; d < kMaxRank; ++d) t.shape[d] = e.shape[d];  // NOLINT
+  return t;
+}
+
+// Whether `size` bytes can hold a value of type t: what typed views and
+// materialize rely on before they read a stored value.
+bool type_fits(const ValueType& t, std::uint64_t size) {
+  switch (t.kind) {
+    case ValueKind::Bytes:
+    case ValueKind::String: return true;
+    case ValueKind::Scalar: return t.elem_size != 0 && size == t.elem_size;
+    case ValueKind::Array: return t.elem_size != 0 && size % t.elem_size == 0;
+    case ValueKind::NdArray: {
+      if (t.rank == 0 || t.rank > kMaxRank) return false;
+      std::uint64_t n = t.elem_size;
+      for (std::uint32_t d = 0; d < t.rank; ++d) {
+        if (t.shape[d] != 0 && n > UINT64_MAX / t.shape[d]) return false;  // NOLINT
+        n *= t.shape[d];                                                   // NOLINT
+      }
+      return n == size;
+    }
+  }
+  return false;
+}
+
 std::uint32_t default_max_objects(std::uint64_t capacity) {
   std::uint64_t n = capacity / (16 * 1024);
   return static_cast<std::uint32_t>(std::clamp<std::uint64_t>(n, 1024, 1U << 20U));
@@ -72,34 +105,58 @@ std::uint32_t default_max_objects(std::uint64_t capacity) {
 }  // namespace
 
 // The segment lock: a robust process-shared mutex. Finding its holder dead
-// (EOWNERDEAD), we repair the derived state from the object table and reap
-// the dead before marking the mutex consistent.
+// (EOWNERDEAD), we flag the tables for repair and mark the mutex consistent
+// at once, then repair: a repair that fails (or dies) leaves the flag set,
+// so the next locker repairs instead, and the lock itself never becomes
+// unrecoverable.
 class Session::Lock {
  public:
   explicit Lock(const Session& s) : s_(const_cast<Session&>(s)) {  // NOLINT: locking mutates shared state
-    pthread_mutex_t* m = &s_.header().lock;
+    Header& h = s_.header();
+    pthread_mutex_t* m = &h.lock;
     int rc = pthread_mutex_lock(m);
     if (rc == EOWNERDEAD) {
-      try {
-        s_.repair_locked();
-      } catch (...) {
-        pthread_mutex_unlock(m);  // not consistent: later lockers get ENOTRECOVERABLE
-        throw;
-      }
+      store(h.repair_pending, 1U);
+      atomic(h.lock_repairs).fetch_add(1, std::memory_order_relaxed);
       pthread_mutex_consistent(m);
     } else if (rc == ENOTRECOVERABLE) {
-      throw Error(Errc::Corrupt, fmt::format("segment '{}' is unrecoverable: a repair after a crash failed earlier",
+      throw Error(Errc::Corrupt, fmt::format("segment '{}' is unrecoverable: its lock was abandoned unrepaired",
                                              s_.name_));
     } else if (rc != 0) {
       throw Error(Errc::Corrupt, fmt::format("cannot lock segment '{}': {}", s_.name_, std::strerror(rc)));
     }
+    if (load(h.repair_pending) != 0) repair();
   }
-  ~Lock() { pthread_mutex_unlock(&s_.header().lock); }
+  ~Lock() {
+    if (!released_) pthread_mutex_unlock(&s_.header().lock);
+  }
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
 
+  // Validates the tables and rebuilds the derived state now (attach does,
+  // so that nothing in the segment is trusted unchecked). Throws
+  // Error(Corrupt), the lock released and the flag left set.
+  void repair() {
+    if (repaired_) return;
+    try {
+      reaped_ = s_.repair_locked();
+    } catch (...) {
+      store(s_.header().repair_pending, 1U);
+      pthread_mutex_unlock(&s_.header().lock);
+      released_ = true;
+      throw;
+    }
+    store(s_.header().repair_pending, 0U);
+    repaired_ = true;
+  }
+  // Dead processes the repair reaped.
+  std::size_t reaped() const noexcept { return reaped_; }
+
  private:
   Session& s_;
+  std::size_t reaped_ = 0;
+  bool repaired_ = false;
+  bool released_ = false;
 };
 
 Session::Session(std::string name, Mapping map) : name_(std::move(name)), map_(std::move(map)) {
@@ -152,7 +209,9 @@ void Session::join(Role role, WorkerId id) {
   local_pins_ = static_cast<std::atomic<std::uint32_t>*>(p);
 
   Lock lock(*this);
-  reap_dead_locked();
+  // Nothing read from the segment is trusted unchecked: validate its tables
+  // and rebuild the derived state from them (this also reaps the dead).
+  lock.repair();
   Header& h = header();
   std::uint32_t free_slot = kNoSlot;
   for (std::uint32_t s = 0; s < kMaxProcesses; ++s) {
@@ -167,8 +226,14 @@ void Session::join(Role role, WorkerId id) {
     throw Error(Errc::OutOfMemory,
                 fmt::format("all {} process slots of segment '{}' are in use", kMaxProcesses, name_));
   }
+  constexpr WorkerId kLastId = std::numeric_limits<WorkerId>::max();
   if (id == 0) {
     id = h.next_worker_id;
+    if (id == kLastId) {
+      throw Error(Errc::OutOfMemory, fmt::format("segment '{}' has given out all its worker ids", name_));
+    }
+  } else if (id == kLastId) {
+    throw Error(Errc::InvalidArgument, fmt::format("worker id {} is out of range", id));
   }
   h.next_worker_id = std::max(h.next_worker_id, id + 1);
   ProcessSlot& ps = slot(free_slot);
@@ -270,6 +335,7 @@ RemoteRef Session::make_ref(WorkerId where) {
                                                "a larger max_objects",
                                                name_, header().max_objects));
   }
+  check_claim_locked(*index, 0, 0);
   Entry& e = entry(*index);
   std::uint32_t gen = e.gen + 1 == 0 ? 1 : e.gen + 1;
   store(e.gen, gen);
@@ -292,6 +358,10 @@ RemoteRef Session::make_ref(WorkerId where) {
 
 Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size, const ValueType& type) {
   check_writable();
+  if (type.kind > ValueKind::NdArray || type.elem > ElemType::Trivial) {
+    throw Error(Errc::InvalidArgument, fmt::format("value kind {} / element type {} is not one sealstore knows",
+                                                   static_cast<int>(type.kind), static_cast<int>(type.elem)));
+  }
   if (type.kind == ValueKind::NdArray) {
     if (type.rank == 0 || type.rank > kMaxRank) {
       throw Error(Errc::InvalidArgument, fmt::format("an n-d array needs rank 1 to {}, not {}", kMaxRank, type.rank));
@@ -362,6 +432,7 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
     }
     index = *got;
   }
+  check_claim_locked(target == nullptr ? index : 0, offset, bytes);
   Entry& e = entry(index);
   if (target == nullptr) {
     std::uint32_t gen = e.gen + 1 == 0 ? 1 : e.gen + 1;
@@ -394,6 +465,17 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
   return Claim{index, ref_of(index), std::span<std::byte>(map_.data_rw() + offset, size)};
 }
 
+// What the allocator hands out lies inside the tables and the data region;
+// if not, its state was changed behind our back: the next locker repairs it.
+void Session::check_claim_locked(std::uint32_t index, std::uint64_t offset, std::uint64_t bytes) {
+  const Header& h = header();
+  if (index < h.max_objects && offset <= h.capacity && bytes <= h.capacity - offset) return;
+  store(header().repair_pending, 1U);
+  throw Error(Errc::Corrupt, fmt::format("the allocator of segment '{}' gave out entry {} and {} bytes at offset {}, "
+                                         "outside its tables; it will be rebuilt",
+                                         name_, index, bytes, offset));
+}
+
 void Session::seal(std::uint32_t index) {
   Entry& e = entry(index);
   e.sealed_ns = unix_now_ns();
@@ -416,9 +498,7 @@ void Session::abort(std::uint32_t index) noexcept {
       free_entry_locked(index);
       return;
     }
-    std::uint64_t bytes = footprint(e.size);
-    if (bytes > 0) allocator().release(e.offset, bytes);
-    header().used -= bytes;
+    release_data_locked(e);
     e.size = 0;
     e.writer_slot = kNoSlot;
     store(e.state, static_cast<std::uint32_t>(EntryState::Unfilled));
@@ -578,14 +658,10 @@ void Session::free_entry_locked(std::uint32_t index) noexcept {
   if (st == EntryState::Free) return;
   if (e.names != 0) unbind_entry_locked(index);
   store(e.state, static_cast<std::uint32_t>(EntryState::Free));
-  ExtentAllocator alloc = allocator();
-  if (holds_data(st) && e.size > 0) {
-    alloc.release(e.offset, footprint(e.size));
-    h.used -= footprint(e.size);
-  }
+  if (holds_data(st)) release_data_locked(e);
   e.size = 0;
   e.writer_slot = kNoSlot;
-  alloc.push_entry(index);
+  allocator().push_entry(index);
   h.objects -= 1;
   publish_alloc_stats_locked();
   if (load(e.waiters) != 0) futex_wake_all(&e.state);
@@ -600,14 +676,42 @@ void Session::publish_alloc_stats_locked() noexcept {
 
 ValueType Session::type_of(std::uint32_t index) const {
   const Entry& e = entry(index);
-  ValueType t;
-  t.kind = static_cast<ValueKind>(e.kind);
-  t.elem = static_cast<ElemType>(e.elem);
-  t.elem_size = e.elem_size;
-  t.type_hash = e.type_hash;
-  t.rank = std::min<std::uint32_t>(e.rank, kMaxRank);
-  for (std::size_t d = 0; d < kMaxRank; ++d) t.shape[d] = e.shape[d];
+  ValueType t = raw_type(e);
+  std::uint64_t size = load(e.size, std::memory_order_relaxed);
+  if (!type_fits(t, size)) {
+    throw Error(Errc::Corrupt, fmt::format("{} in segment '{}' says it holds {} in {} bytes, which cannot be",
+                                           ref_of(index).to_string(), name_, t.describe(), size));
+  }
   return t;
+}
+
+bool Session::extent_fits(const Entry& e) const noexcept {
+  std::uint64_t cap = header().capacity;
+  return e.offset % kDataAlign == 0 && e.offset <= cap && e.size <= cap - e.offset;
+}
+
+// Gives an entry's data back to the allocator. An extent outside the data
+// region (the table was changed behind our back) is not released: the next
+// locker validates the tables and reports Corrupt.
+void Session::release_data_locked(Entry& e) noexcept {
+  std::uint64_t bytes = footprint(e.size);
+  if (bytes == 0) return;
+  if (!extent_fits(e)) {
+    store(header().repair_pending, 1U);
+    return;
+  }
+  allocator().release(e.offset, bytes);
+  header().used -= bytes;
+}
+
+// Rolls back a write whose writer died: the data was never published, so
+// nobody reads it; waiters wake and get WorkerFailed.
+void Session::abandon_locked(Entry& e) noexcept {
+  store(e.state, static_cast<std::uint32_t>(EntryState::Abandoned));
+  release_data_locked(e);
+  e.size = 0;
+  e.writer_slot = kNoSlot;
+  if (load(e.waiters) != 0) futex_wake_all(&e.state);
 }
 
 void Session::erase(const RemoteRef& ref) {
@@ -709,7 +813,7 @@ void Session::bind(std::string_view name, const RemoteRef& ref) {
     NameSlot& n = name_slot(*pos);
     std::uint32_t old = n.index;
     if (old == index && n.gen == gen) return;
-    if (entry(old).gen == n.gen && entry(old).names > 0) entry(old).names -= 1;
+    if (old < h.max_objects && entry(old).gen == n.gen && entry(old).names > 0) entry(old).names -= 1;
     write_name_slot_locked(n, 1, index, gen, hash, name);
     e.names += 1;
     return;
@@ -719,13 +823,15 @@ void Session::bind(std::string_view name, const RemoteRef& ref) {
                                                h.max_names, name_));
   }
   std::uint32_t mask = h.name_slots - 1;
-  for (std::uint32_t pos = static_cast<std::uint32_t>(hash) & mask;; pos = (pos + 1) & mask) {
-    NameSlot& n = name_slot(pos);
-    if (n.state != 1) {
-      write_name_slot_locked(n, 1, index, gen, hash, name);
-      break;
+  std::uint32_t pos = static_cast<std::uint32_t>(hash) & mask;
+  for (std::uint32_t i = 0; name_slot(pos).state == 1; ++i, pos = (pos + 1) & mask) {
+    if (i == mask) {  // names_bound < max_names <= half the slots: only corruption gets here
+      store(h.repair_pending, 1U);
+      throw Error(Errc::Corrupt, fmt::format("the name table of segment '{}' is full though it counts {} of {} names",
+                                             name_, h.names_bound, h.max_names));
     }
   }
+  write_name_slot_locked(name_slot(pos), 1, index, gen, hash, name);
   h.names_bound += 1;
   e.names += 1;
 }
@@ -761,8 +867,10 @@ bool Session::unbind(std::string_view name) {
   auto pos = find_name(name, hash, nullptr);
   if (!pos) return false;
   NameSlot& n = name_slot(*pos);
-  Entry& e = entry(n.index);
-  if (e.gen == n.gen && e.names > 0) e.names -= 1;
+  if (n.index < header().max_objects) {
+    Entry& e = entry(n.index);
+    if (e.gen == n.gen && e.names > 0) e.names -= 1;
+  }
   write_name_slot_locked(n, 2, 0, 0, 0, {});
   header().names_bound -= 1;
   return true;
@@ -786,7 +894,7 @@ void Session::unbind_entry_locked(std::uint32_t index) noexcept {
 std::size_t Session::recover() {
   check_writable();
   Lock lock(*this);
-  return reap_dead_locked();
+  return lock.reaped() + reap_dead_locked();
 }
 
 std::size_t Session::reap_dead_locked() {
@@ -804,18 +912,9 @@ std::size_t Session::reap_dead_locked() {
 // Idempotent: a reap cut short by our own death is simply redone.
 void Session::reap_slot_locked(std::uint32_t s, bool died) {
   Header& h = header();
-  ExtentAllocator alloc = allocator();
   for (std::uint32_t i = 0; i < h.max_objects; ++i) {
     Entry& e = entry(i);
-    if (static_cast<EntryState>(e.state) != EntryState::Writing || e.writer_slot != s) continue;
-    // Roll back the write: the data was never published, so nobody reads it.
-    store(e.state, static_cast<std::uint32_t>(EntryState::Abandoned));
-    std::uint64_t bytes = footprint(e.size);
-    if (bytes > 0) alloc.release(e.offset, bytes);
-    h.used -= bytes;
-    e.size = 0;
-    e.writer_slot = kNoSlot;
-    if (load(e.waiters) != 0) futex_wake_all(&e.state);
+    if (static_cast<EntryState>(e.state) == EntryState::Writing && e.writer_slot == s) abandon_locked(e);
   }
   std::uint64_t* row = pin_row(s);
   for (std::uint32_t w = 0; w < h.pin_words; ++w) atomic(row[w]).exchange(0);  // NOLINT
@@ -837,10 +936,75 @@ void Session::free_unpinned_erased_locked() noexcept {
   }
 }
 
-// The lock's last holder died inside a critical section: everything derived
-// is recomputed from the object table, the one crash-consistent truth.
-void Session::repair_locked() {
+// Every value in the tables that is used as an index, an offset, a size or
+// a state, checked before anything trusts it. Throws Error(Corrupt) naming
+// the first bad one; changes nothing. (Overlapping objects are found by the
+// allocator's rebuild, which also changes nothing when it throws.)
+void Session::validate_tables_locked() const {
+  const Header& h = header();
+  auto corrupt = [this](const std::string& what) {
+    return Error(Errc::Corrupt, fmt::format("segment '{}' is corrupt: {}", name_, what));
+  };
+  if (h.next_worker_id == 0) throw corrupt("its next worker id is 0");
+  for (std::uint32_t s = 0; s < kMaxProcesses; ++s) {
+    const ProcessSlot& ps = slot(s);
+    std::uint32_t st = load(ps.state);
+    if (st > static_cast<std::uint32_t>(SlotState::Live)) {
+      throw corrupt(fmt::format("process slot {} has unknown state {}", s, st));
+    }
+    if (st == static_cast<std::uint32_t>(SlotState::Live) && ps.pid <= 0) {
+      throw corrupt(fmt::format("process slot {} has pid {}", s, ps.pid));
+    }
+  }
+  for (std::uint32_t i = 0; i < h.max_objects; ++i) {
+    const Entry& e = entry(i);
+    std::uint32_t st = load(e.state);
+    if (st > static_cast<std::uint32_t>(EntryState::Abandoned)) {
+      throw corrupt(fmt::format("object table entry {} has unknown state {}", i, st));
+    }
+    auto state = static_cast<EntryState>(st);
+    if (!holds_data(state)) continue;
+    if (!extent_fits(e)) {
+      throw corrupt(fmt::format("object table entry {} ({} bytes at offset {}) lies outside the {}-byte data region",
+                                i, e.size, e.offset, h.capacity));
+    }
+    if (state != EntryState::Writing && !type_fits(raw_type(e), e.size)) {
+      throw corrupt(fmt::format("object table entry {} says {} in {} bytes", i, raw_type(e).describe(), e.size));
+    }
+  }
+  for (std::uint32_t i = 0; i < h.name_slots; ++i) {
+    const NameSlot& n = name_slot(i);
+    std::uint32_t st = load(n.state);
+    if (st > 2) throw corrupt(fmt::format("name slot {} has unknown state {}", i, st));
+    if (st == 1 && load(n.index) >= h.max_objects) {
+      throw corrupt(fmt::format("name slot {} names entry {} of {}", i, load(n.index), h.max_objects));
+    }
+  }
+}
+
+// Validates the tables, then recomputes everything derived from the object
+// table, the one crash-consistent truth: after a lock holder died inside a
+// critical section, and on every attach.
+std::size_t Session::repair_locked() {
+  validate_tables_locked();
   Header& h = header();
+  ExtentAllocator alloc = allocator();
+  try {
+    alloc.rebuild(&entry(0));  // throws Corrupt, changing nothing, if objects overlap
+  } catch (const Error& e) {
+    std::string_view what = e.what();
+    what.remove_prefix(std::min(what.size(), to_string(e.code()).size() + 2));  // "Corrupt: "
+    throw Error(Errc::Corrupt, fmt::format("segment '{}' is corrupt: {}", name_, what));
+  }
+  // Writes whose writer is gone without its slot having been reaped (a
+  // reap cut short): rolled back as the reap would have.
+  for (std::uint32_t i = 0; i < h.max_objects; ++i) {
+    Entry& e = entry(i);
+    if (static_cast<EntryState>(e.state) != EntryState::Writing) continue;
+    std::uint32_t ws = e.writer_slot;
+    if (ws < kMaxProcesses && static_cast<SlotState>(slot(ws).state) == SlotState::Live) continue;
+    abandon_locked(e);
+  }
   // Names: a slot caught mid-write (odd seq) is dropped.
   std::uint32_t bound = 0;
   for (std::uint32_t i = 0; i < h.name_slots; ++i) {
@@ -864,9 +1028,8 @@ void Session::repair_locked() {
   }
   for (std::uint32_t i = 0; i < h.name_slots; ++i) {
     NameSlot& n = name_slot(i);
-    if (n.state == 1 && n.index < h.max_objects && entry(n.index).gen == n.gen) entry(n.index).names += 1;
+    if (n.state == 1 && entry(n.index).gen == n.gen) entry(n.index).names += 1;
   }
-  allocator().rebuild(&entry(0));
   h.objects = objects;
   h.used = used;
   for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w) {
@@ -877,8 +1040,9 @@ void Session::repair_locked() {
     store(h.live_slots[w], live);
   }
   publish_alloc_stats_locked();
-  reap_dead_locked();
+  std::size_t reaped = reap_dead_locked();
   free_unpinned_erased_locked();
+  return reaped;
 }
 
 // ---- introspection (no lock)
@@ -902,6 +1066,7 @@ SegmentInfo Session::info() const {
   for (auto w : h.live_slots) procs += static_cast<std::uint32_t>(std::popcount(load(w, std::memory_order_relaxed)));
   i.processes = procs;
   i.recoveries = load(h.recoveries, std::memory_order_relaxed);
+  i.lock_repairs = load(h.lock_repairs, std::memory_order_relaxed);
   i.created_unix_ns = h.created_ns;
   return i;
 }
@@ -961,7 +1126,7 @@ std::vector<ObjectInfo> Session::objects() const {
       default: o.state = ObjectState::Abandoned; break;
     }
     o.size = load(e.size, std::memory_order_relaxed);
-    o.type = type_of(i);
+    o.type = raw_type(e);
     o.creator = load(e.creator_id, std::memory_order_relaxed);
     if (o.creator == 0) o.creator = load(e.whence, std::memory_order_relaxed);
     o.creator_pid = load(e.creator_pid, std::memory_order_relaxed);
