@@ -13,6 +13,7 @@
 #include <limits>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "registry/process.hpp"
 #include "sealstore/error.hpp"
@@ -120,8 +121,8 @@ class Session::Lock {
       atomic(h.lock_repairs).fetch_add(1, std::memory_order_relaxed);
       pthread_mutex_consistent(m);
     } else if (rc == ENOTRECOVERABLE) {
-      throw Error(Errc::Corrupt, fmt::format("segment '{}' is unrecoverable: its lock was abandoned unrepaired",
-                                             s_.name_));
+      throw Error(Errc::Corrupt,
+                  fmt::format("segment '{}' is unrecoverable: its lock was abandoned unrepaired", s_.name_));
     } else if (rc != 0) {
       throw Error(Errc::Corrupt, fmt::format("cannot lock segment '{}': {}", s_.name_, std::strerror(rc)));
     }
@@ -920,11 +921,13 @@ void Session::reap_slot_locked(std::uint32_t s, bool died) {
   for (std::uint32_t w = 0; w < h.pin_words; ++w) atomic(row[w]).exchange(0);  // NOLINT
   store(slot(s).state, static_cast<std::uint32_t>(SlotState::Free));
   atomic(h.live_slots[s / 64]).fetch_and(~(std::uint64_t{1} << (s % 64)));
-  // Complete every deferred erase no live process pins any more. Not only
-  // those this slot pinned: a process killed in unpin() after clearing its
-  // pin bit, before taking the lock to free, left one with no pin at all.
-  free_unpinned_erased_locked();
-  if (died) h.recoveries += 1;
+  if (died) {
+    // Complete every deferred erase no live process pins any more. Not only
+    // those this slot pinned: a process killed in unpin() after clearing its
+    // pin bit, before taking the lock to free, left one with no pin at all.
+    free_unpinned_erased_locked();
+    h.recoveries += 1;
+  }
   publish_alloc_stats_locked();
 }
 
@@ -936,10 +939,12 @@ void Session::free_unpinned_erased_locked() noexcept {
   }
 }
 
-// Every value in the tables that is used as an index, an offset, a size or
+// Every value in the process and name tables that is used as an index or
 // a state, checked before anything trusts it. Throws Error(Corrupt) naming
-// the first bad one; changes nothing. (Overlapping objects are found by the
-// allocator's rebuild, which also changes nothing when it throws.)
+// the first bad one; changes nothing. The object table's states and extents
+// are checked by the allocator's rebuild, in the same pass that reads them
+// (and it too throws before changing anything); stored types are checked
+// where they are used (type_of).
 void Session::validate_tables_locked() const {
   const Header& h = header();
   auto corrupt = [this](const std::string& what) {
@@ -954,22 +959,6 @@ void Session::validate_tables_locked() const {
     }
     if (st == static_cast<std::uint32_t>(SlotState::Live) && ps.pid <= 0) {
       throw corrupt(fmt::format("process slot {} has pid {}", s, ps.pid));
-    }
-  }
-  for (std::uint32_t i = 0; i < h.max_objects; ++i) {
-    const Entry& e = entry(i);
-    std::uint32_t st = load(e.state);
-    if (st > static_cast<std::uint32_t>(EntryState::Abandoned)) {
-      throw corrupt(fmt::format("object table entry {} has unknown state {}", i, st));
-    }
-    auto state = static_cast<EntryState>(st);
-    if (!holds_data(state)) continue;
-    if (!extent_fits(e)) {
-      throw corrupt(fmt::format("object table entry {} ({} bytes at offset {}) lies outside the {}-byte data region",
-                                i, e.size, e.offset, h.capacity));
-    }
-    if (state != EntryState::Writing && !type_fits(raw_type(e), e.size)) {
-      throw corrupt(fmt::format("object table entry {} says {} in {} bytes", i, raw_type(e).describe(), e.size));
     }
   }
   for (std::uint32_t i = 0; i < h.name_slots; ++i) {
@@ -996,42 +985,6 @@ std::size_t Session::repair_locked() {
     what.remove_prefix(std::min(what.size(), to_string(e.code()).size() + 2));  // "Corrupt: "
     throw Error(Errc::Corrupt, fmt::format("segment '{}' is corrupt: {}", name_, what));
   }
-  // Writes whose writer is gone without its slot having been reaped (a
-  // reap cut short): rolled back as the reap would have.
-  for (std::uint32_t i = 0; i < h.max_objects; ++i) {
-    Entry& e = entry(i);
-    if (static_cast<EntryState>(e.state) != EntryState::Writing) continue;
-    std::uint32_t ws = e.writer_slot;
-    if (ws < kMaxProcesses && static_cast<SlotState>(slot(ws).state) == SlotState::Live) continue;
-    abandon_locked(e);
-  }
-  // Names: a slot caught mid-write (odd seq) is dropped.
-  std::uint32_t bound = 0;
-  for (std::uint32_t i = 0; i < h.name_slots; ++i) {
-    NameSlot& n = name_slot(i);
-    if ((n.seq & 1U) != 0) {
-      store(n.state, std::uint32_t{2});
-      atomic(n.seq).fetch_add(1);
-    }
-    if (n.state == 1) ++bound;
-  }
-  h.names_bound = bound;
-  std::uint32_t objects = 0;
-  std::uint64_t used = 0;
-  for (std::uint32_t i = 0; i < h.max_objects; ++i) {
-    Entry& e = entry(i);
-    auto st = static_cast<EntryState>(e.state);
-    if (st == EntryState::Free) continue;
-    ++objects;
-    if (holds_data(st)) used += footprint(e.size);
-    e.names = 0;
-  }
-  for (std::uint32_t i = 0; i < h.name_slots; ++i) {
-    NameSlot& n = name_slot(i);
-    if (n.state == 1 && entry(n.index).gen == n.gen) entry(n.index).names += 1;
-  }
-  h.objects = objects;
-  h.used = used;
   for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w) {
     std::uint64_t live = 0;
     for (std::uint32_t b = 0; b < 64; ++b) {
@@ -1039,10 +992,47 @@ std::size_t Session::repair_locked() {
     }
     store(h.live_slots[w], live);
   }
+  // Names: a slot caught mid-write (odd seq) is dropped, the rest counted.
+  std::vector<std::uint32_t> names(h.max_objects, 0);
+  std::uint32_t bound = 0;
+  for (std::uint32_t i = 0; i < h.name_slots; ++i) {
+    NameSlot& n = name_slot(i);
+    if ((n.seq & 1U) != 0) {
+      store(n.state, std::uint32_t{2});
+      atomic(n.seq).fetch_add(1);
+    }
+    if (n.state != 1) continue;
+    ++bound;
+    if (entry(n.index).gen == n.gen) names[n.index] += 1;  // index validated above
+  }
+  h.names_bound = bound;
+  // One pass over the table: name counts; writes whose writer has no slot
+  // any more (a reap cut short) rolled back as the reap would have; erased
+  // objects nobody pins freed; the rest counted.
+  std::uint32_t objects = 0;
+  std::uint64_t used = 0;
+  for (std::uint32_t i = 0; i < h.max_objects; ++i) {
+    Entry& e = entry(i);
+    auto st = static_cast<EntryState>(e.state);
+    if (st == EntryState::Free) continue;
+    e.names = names[i];
+    if (st == EntryState::Writing) {
+      std::uint32_t ws = e.writer_slot;
+      if (ws >= kMaxProcesses || static_cast<SlotState>(slot(ws).state) != SlotState::Live) {
+        abandon_locked(e);
+        st = EntryState::Abandoned;
+      }
+    } else if (st == EntryState::ErasePending && !pinned_anywhere(i)) {
+      free_entry_locked(i);
+      continue;
+    }
+    ++objects;
+    if (holds_data(st)) used += footprint(e.size);
+  }
+  h.objects = objects;
+  h.used = used;
   publish_alloc_stats_locked();
-  std::size_t reaped = reap_dead_locked();
-  free_unpinned_erased_locked();
-  return reaped;
+  return reap_dead_locked();
 }
 
 // ---- introspection (no lock)

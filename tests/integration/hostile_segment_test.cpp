@@ -210,11 +210,11 @@ TEST_F(Hostile, unknown_states_and_out_of_range_indices_are_corrupt) {
   expect_attach_fails(Errc::Corrupt, "next worker id is 0", false);
 }
 
-TEST_F(Hostile, a_stored_type_that_does_not_fit_its_bytes_is_corrupt_for_attachers_and_typed_reads) {
-  Store t = Store::attach(g_.name());  // attached before the damage
+TEST_F(Hostile, a_stored_type_that_does_not_fit_its_bytes_is_corrupt_for_typed_reads) {
   file_->write(entry_at(scalar_, offsetof(Entry, elem_size)), std::uint32_t{4096});
-  expect_attach_fails(Errc::Corrupt, "says i32", false);
+  Store t = Store::attach(g_.name());
   View v = t.fetch(scalar_);
+  EXPECT_EQ(v.size(), 4U) << "the bytes themselves are still readable, untyped";
   EXPECT_ERRC(v.as<int>(), Errc::Corrupt);
   EXPECT_ERRC(v.type(), Errc::Corrupt);
   EXPECT_ERRC(t.materialize<int>(scalar_), Errc::Corrupt);
