@@ -119,6 +119,10 @@ TEST(HostileInput, refs_naming_nothing_are_refused_without_touching_the_table) {
     EXPECT_FALSE(s.contains(r));
   }
   EXPECT_ERRC(RemoteRef::parse("RemoteRef(where=1, whence=1, id=00000001:99999999999:1)"), Errc::InvalidArgument);
+  // One spelling per ref: to_string prints lower-case hex, so parse takes only that (found by the fuzzer).
+  EXPECT_ERRC(RemoteRef::parse("RemoteRef(where=1, whence=1, id=ffffFfff:1:1)"), Errc::InvalidArgument);
+  EXPECT_ERRC(RemoteRef::parse("RemoteRef(where=1, whence=1, id=7F3A91C2:1:1)"), Errc::InvalidArgument);
+  EXPECT_EQ(RemoteRef::parse("RemoteRef(where=1, whence=1, id=7f3a91c2:1:1)").segment_tag(), 0x7f3a91c2U);
   EXPECT_ERRC(RemoteRef::parse("RemoteRef(where=4294967296, whence=1, id=00000001:1:1)"), Errc::InvalidArgument);
   EXPECT_ERRC(s.fetch(good, -1ns), Errc::InvalidArgument);
   std::vector<std::byte> small(3);
