@@ -110,14 +110,15 @@ void Ledger::violation(std::uint32_t w, const std::string& what) const noexcept 
   }
 }
 
+// Fields are stored with release and loaded with acquire: a field written
+// after the record changed makes the second read of the state see the change.
 bool snapshot(const Record& r, std::uint32_t tag, Snapshot& out) noexcept {
-  std::uint64_t w1 = r.state.load(std::memory_order_acquire);
-  out.ref = sealstore::RemoteRef(tag, r.ref_id.load(std::memory_order_relaxed), r.where.load(std::memory_order_relaxed),
-                                 r.whence.load(std::memory_order_relaxed));
-  out.size = r.size.load(std::memory_order_relaxed);
-  out.sum = r.sum.load(std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_acquire);
-  std::uint64_t w2 = r.state.load(std::memory_order_relaxed);
+  constexpr auto acq = std::memory_order_acquire;
+  std::uint64_t w1 = r.state.load(acq);
+  out.ref = sealstore::RemoteRef(tag, r.ref_id.load(acq), r.where.load(acq), r.whence.load(acq));
+  out.size = r.size.load(acq);
+  out.sum = r.sum.load(acq);
+  std::uint64_t w2 = r.state.load(acq);
   out.word = w1;
   out.state = State::decode(w1);
   return w1 == w2;

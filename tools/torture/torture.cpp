@@ -237,8 +237,8 @@ class Supervisor {
           violation(fmt::format("{} sealed by a killed worker is damaged: {}", snap.ref.to_string(), err));
         ObjectHeader h{};
         std::memcpy(&h, v->bytes().data(), std::min(sizeof h, v->size()));
-        r.size.store(v->size(), std::memory_order_relaxed);
-        r.sum.store(h.sum, std::memory_order_relaxed);
+        r.size.store(v->size(), std::memory_order_release);
+        r.sum.store(h.sum, std::memory_order_release);
         r.state.store(snap.state.next(Kind::Sealed, 0), std::memory_order_release);
         counts_.adopted += 1;
         return;

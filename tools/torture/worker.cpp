@@ -192,19 +192,19 @@ class Worker {
 
   // Our own record, Free until now: fill the fields, then publish.
   void publish_pending(Record& r, const RemoteRef& ref) {
-    State s = State::decode(r.state.load(std::memory_order_relaxed));
-    r.ref_id.store(ref.id(), std::memory_order_relaxed);
-    r.where.store(ref.where(), std::memory_order_relaxed);
-    r.whence.store(ref.whence(), std::memory_order_relaxed);
-    r.size.store(0, std::memory_order_relaxed);
-    r.sum.store(0, std::memory_order_relaxed);
+    State s = State::decode(r.state.load(std::memory_order_acquire));
+    r.ref_id.store(ref.id(), std::memory_order_release);
+    r.where.store(ref.where(), std::memory_order_release);
+    r.whence.store(ref.whence(), std::memory_order_release);
+    r.size.store(0, std::memory_order_release);
+    r.sum.store(0, std::memory_order_release);
     r.state.store(s.next(Kind::Pending, pid_), std::memory_order_release);
   }
 
   void publish(Record& r, Kind kind, std::uint64_t size = 0, std::uint64_t sum = 0) {
-    State s = State::decode(r.state.load(std::memory_order_relaxed));
-    r.size.store(size, std::memory_order_relaxed);
-    r.sum.store(sum, std::memory_order_relaxed);
+    State s = State::decode(r.state.load(std::memory_order_acquire));
+    r.size.store(size, std::memory_order_release);
+    r.sum.store(sum, std::memory_order_release);
     r.state.store(s.next(kind, pid_), std::memory_order_release);
   }
 
