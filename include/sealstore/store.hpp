@@ -38,7 +38,8 @@ struct CreateOptions {
   // How many store-wide names can be bound at once.
   std::uint32_t max_names = 1024;
   // Permission bits of the backing file: owner-only unless asked otherwise
-  // (0660 shares with the group).
+  // (0660 shares with the group of the creating process). Must include
+  // owner read and write; never world-writable.
   std::uint32_t mode = 0600;
   // Touch the whole mapping now (MAP_POPULATE): creation takes longer, and
   // first writes into the segment take no page faults.
@@ -89,9 +90,13 @@ class Store {
   // mount cannot hold it: sizes named), PermissionDenied.
   static Store create(std::string_view name, const CreateOptions& options = {});
   // Attaches to an existing segment. Blocks only while another process is
-  // creating it. Errors: InvalidArgument, SegmentMissing, IncompatibleSegment
-  // (other magic, version or layout), Corrupt, PermissionDenied, OutOfMemory
-  // (no free process slot).
+  // creating it. Validates the segment's header and (unless an observer)
+  // its tables before using anything in them, then cleans up after dead
+  // processes. Errors: InvalidArgument, SegmentMissing, IncompatibleSegment
+  // (other magic, version or layout; not a regular file), Corrupt (a value
+  // in the header or tables out of range; named), PermissionDenied (the
+  // file's mode, or a file writable by every user), OutOfMemory (no free
+  // process slot).
   static Store attach(std::string_view name, const AttachOptions& options = {});
   // Unlinks the segment's name; processes attached keep using it until they
   // detach. Returns false if there was none. Errors: InvalidArgument,

@@ -226,7 +226,10 @@ class NdArray {
   static std::size_t count(const std::vector<std::uint64_t>& shape) {
     if (shape.empty() || shape.size() > kMaxRank) throw_invalid_index("rank must be 1..4");
     std::size_t n = 1;
-    for (auto e : shape) n *= static_cast<std::size_t>(e);
+    for (auto e : shape) {
+      if (e != 0 && n > SIZE_MAX / e) throw_invalid_index("the shape's element count overflows");
+      n *= static_cast<std::size_t>(e);
+    }
     return n;
   }
   std::vector<std::uint64_t> shape_;

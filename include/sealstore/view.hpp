@@ -35,7 +35,8 @@ class View {
   ValueType type() const;
 
   // Typed access, no copy. Each throws Error(TypeMismatch) naming both types
-  // when the stored value is not of the asked-for type.
+  // when the stored value is not of the asked-for type, and Error(Corrupt)
+  // when the stored type does not fit the object's size.
   template <Element T>
   const T& as() const {
     check(element_type<T>(ValueKind::Scalar));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/interprocess/offset_ptr.hpp>
 #include <boost/intrusive/set.hpp>
+#include <fmt/format.h>
 #include <new>
 #include <utility>
 #include <vector>
@@ -101,17 +102,20 @@ void ExtentAllocator::rebuild(const Entry* entries) {
       free_entries.push_back(i);
     } else if (holds_data(st) && e.size > 0) {
       if (e.offset % kDataAlign != 0 || e.offset > capacity_ || e.size > capacity_ - e.offset) {
-        throw Error(Errc::Corrupt, "object table entry " + std::to_string(i) + " points outside the data region");
+        throw Error(Errc::Corrupt, fmt::format("object table entry {} ({} bytes at offset {}) lies outside the "
+                                               "{}-byte data region",
+                                               i, e.size, e.offset, capacity_));
       }
       used.emplace_back(e.offset, footprint(e.size));
     } else if (static_cast<std::uint32_t>(st) > static_cast<std::uint32_t>(EntryState::Abandoned)) {
-      throw Error(Errc::Corrupt, "object table entry " + std::to_string(i) + " has an unknown state");
+      throw Error(Errc::Corrupt,
+                  fmt::format("object table entry {} has unknown state {}", i, static_cast<std::uint32_t>(st)));
     }
   }
   std::sort(used.begin(), used.end());
   for (std::size_t k = 1; k < used.size(); ++k) {
     if (used[k - 1].first + used[k - 1].second > used[k].first) {
-      throw Error(Errc::Corrupt, "two objects overlap in the data region at offset " + std::to_string(used[k].first));
+      throw Error(Errc::Corrupt, fmt::format("two objects overlap in the data region at offset {}", used[k].first));
     }
   }
 

@@ -28,8 +28,10 @@ bool take_number(std::string_view& s, T& out, int base, std::size_t exact_digits
   if (ec != std::errc() || ptr == s.data()) return false;
   auto used = static_cast<std::size_t>(ptr - s.data());
   if (exact_digits != 0 && used != exact_digits) return false;
-  // No leading zeros in decimal fields, so each ref has exactly one spelling.
+  // No leading zeros in decimal fields and only lower-case hex digits (as
+  // to_string prints them), so each ref has exactly one spelling.
   if (base == 10 && used > 1 && s.front() == '0') return false;
+  if (base == 16 && s.substr(0, used).find_first_of("ABCDEF") != std::string_view::npos) return false;
   s.remove_prefix(used);
   return true;
 }

@@ -1,7 +1,10 @@
 #include "registry/process.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <array>
 #include <charconv>
@@ -54,7 +57,12 @@ std::optional<ProcStat> read_proc_stat(pid_t pid) {
 bool process_alive(pid_t pid, std::uint64_t start_time) {
   if (pid <= 0) return false;
   auto st = read_proc_stat(pid);
-  if (!st) return false;
+  if (!st) {
+    // Dead only if no process has that pid: /proc can fail us for other
+    // reasons (out of file descriptors, mounted with hidepid), and reaping a
+    // live process would free memory it is still using.
+    return ::kill(pid, 0) == 0 || errno == EPERM;
+  }
   if (st->state == 'Z' || st->state == 'X' || st->state == 'x') return false;
   return st->start_time == start_time;
 }

@@ -133,7 +133,9 @@ struct alignas(64) Header {
   std::uint64_t free_extents;  // derived
   std::uint64_t recoveries;    // dead processes reaped
   std::uint32_t names_bound;   // used name slots; derived
-  std::uint32_t reserved1;
+  std::uint32_t repair_pending;  // 1: the next locker validates the tables and rebuilds what is
+                                 // derived (set when a lock holder died, or a repair failed)
+  std::uint64_t lock_repairs;    // lock holders found dead (EOWNERDEAD); under lock
   std::uint64_t live_slots[kMaxProcesses / 64];  // bit per slot in state Live
 
   alignas(64) pthread_mutex_t lock;  // robust, process-shared

@@ -33,6 +33,10 @@ std::string errno_text(int err) { return std::strerror(err); }
       throw Error(Errc::PermissionDenied, fmt::format("cannot {} segment file {}: {}", what, path, errno_text(err)));
     case ENOENT:
       throw Error(Errc::SegmentMissing, fmt::format("segment file {} does not exist", path));
+    case ELOOP:
+      throw Error(Errc::IncompatibleSegment, fmt::format("{} is a symbolic link, not a segment; sealstore does not "
+                                                         "follow links there",
+                                                         path));
     case EEXIST:
       throw Error(Errc::AlreadyExists, fmt::format("segment file {} already exists; attach to it or remove it first", path));
     case ENOSPC:
@@ -221,12 +225,25 @@ Mapping Mapping::open(const std::string& path, const std::string& name, bool obs
                       bool huge_pages) {
   Mapping m;
   m.path_ = path;
-  m.fd_ = ::open(path.c_str(), (observer ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW);
+  // O_NONBLOCK: something other than a file planted at the path (a FIFO)
+  // must not block the open.
+  m.fd_ = ::open(path.c_str(), (observer ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (m.fd_ < 0) {
     if (errno == ENOENT) {
       throw Error(Errc::SegmentMissing, fmt::format("segment '{}' does not exist (no file {})", name, path));
     }
     throw_open_error(errno, path, "open");
+  }
+  struct stat first {};
+  if (::fstat(m.fd_, &first) != 0) throw_open_error(errno, path, "stat");
+  if (!S_ISREG(first.st_mode)) {
+    throw Error(Errc::IncompatibleSegment, fmt::format("{} is not a sealstore segment: not a regular file", path));
+  }
+  // Anyone could have written into it, before us or while we use it.
+  if ((first.st_mode & S_IWOTH) != 0) {
+    throw Error(Errc::PermissionDenied, fmt::format("segment file {} is writable by every user (mode {:#o}); sealstore "
+                                                    "does not use it",
+                                                    path, first.st_mode & 07777U));
   }
   // Blocks while the creator holds LOCK_EX during initialisation. Observers
   // take a shared lock only for this moment; attached processes keep it.

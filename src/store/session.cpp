@@ -10,8 +10,10 @@
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
+#include <limits>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "registry/process.hpp"
 #include "sealstore/error.hpp"
@@ -24,6 +26,8 @@ namespace {
 constexpr std::uint32_t kPinBusy = 1U << 31U;
 // Waiters re-check the writer's liveness this often while it writes.
 constexpr std::chrono::milliseconds kLivenessSlice{100};
+// A lookup waits this long for a name slot caught mid-change.
+constexpr std::chrono::milliseconds kNameSlotPatience{5};
 
 std::atomic<std::uint64_t> g_fork_epoch{0};
 std::once_flag g_atfork_once;
@@ -62,6 +66,38 @@ void validate_object_name(std::string_view name) {
   }
 }
 
+ValueType raw_type(const Entry& e) {
+  ValueType t;
+  t.kind = static_cast<ValueKind>(e.kind);
+  t.elem = static_cast<ElemType>(e.elem);
+  t.elem_size = e.elem_size;
+  t.type_hash = e.type_hash;
+  t.rank = std::min<std::uint32_t>(e.rank, kMaxRank);
+  for (std::size_t d = 0; d < kMaxRank; ++d) t.shape[d] = e.shape[d];  // NOLINT
+  return t;
+}
+
+// Whether `size` bytes can hold a value of type t: what typed views and
+// materialize rely on before they read a stored value.
+bool type_fits(const ValueType& t, std::uint64_t size) {
+  switch (t.kind) {
+    case ValueKind::Bytes:
+    case ValueKind::String: return true;
+    case ValueKind::Scalar: return t.elem_size != 0 && size == t.elem_size;
+    case ValueKind::Array: return t.elem_size != 0 && size % t.elem_size == 0;
+    case ValueKind::NdArray: {
+      if (t.rank == 0 || t.rank > kMaxRank) return false;
+      std::uint64_t n = t.elem_size;
+      for (std::uint32_t d = 0; d < t.rank; ++d) {
+        if (t.shape[d] != 0 && n > UINT64_MAX / t.shape[d]) return false;  // NOLINT
+        n *= t.shape[d];                                                   // NOLINT
+      }
+      return n == size;
+    }
+  }
+  return false;
+}
+
 std::uint32_t default_max_objects(std::uint64_t capacity) {
   std::uint64_t n = capacity / (16 * 1024);
   return static_cast<std::uint32_t>(std::clamp<std::uint64_t>(n, 1024, 1U << 20U));
@@ -70,34 +106,58 @@ std::uint32_t default_max_objects(std::uint64_t capacity) {
 }  // namespace
 
 // The segment lock: a robust process-shared mutex. Finding its holder dead
-// (EOWNERDEAD), we repair the derived state from the object table and reap
-// the dead before marking the mutex consistent.
+// (EOWNERDEAD), we flag the tables for repair and mark the mutex consistent
+// at once, then repair: a repair that fails (or dies) leaves the flag set,
+// so the next locker repairs instead, and the lock itself never becomes
+// unrecoverable.
 class Session::Lock {
  public:
   explicit Lock(const Session& s) : s_(const_cast<Session&>(s)) {  // NOLINT: locking mutates shared state
-    pthread_mutex_t* m = &s_.header().lock;
+    Header& h = s_.header();
+    pthread_mutex_t* m = &h.lock;
     int rc = pthread_mutex_lock(m);
     if (rc == EOWNERDEAD) {
-      try {
-        s_.repair_locked();
-      } catch (...) {
-        pthread_mutex_unlock(m);  // not consistent: later lockers get ENOTRECOVERABLE
-        throw;
-      }
+      store(h.repair_pending, 1U);
+      atomic(h.lock_repairs).fetch_add(1, std::memory_order_relaxed);
       pthread_mutex_consistent(m);
     } else if (rc == ENOTRECOVERABLE) {
-      throw Error(Errc::Corrupt, fmt::format("segment '{}' is unrecoverable: a repair after a crash failed earlier",
-                                             s_.name_));
+      throw Error(Errc::Corrupt,
+                  fmt::format("segment '{}' is unrecoverable: its lock was abandoned unrepaired", s_.name_));
     } else if (rc != 0) {
       throw Error(Errc::Corrupt, fmt::format("cannot lock segment '{}': {}", s_.name_, std::strerror(rc)));
     }
+    if (load(h.repair_pending) != 0) repair();
   }
-  ~Lock() { pthread_mutex_unlock(&s_.header().lock); }
+  ~Lock() {
+    if (!released_) pthread_mutex_unlock(&s_.header().lock);
+  }
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
 
+  // Validates the tables and rebuilds the derived state now (attach does,
+  // so that nothing in the segment is trusted unchecked). Throws
+  // Error(Corrupt), the lock released and the flag left set.
+  void repair() {
+    if (repaired_) return;
+    try {
+      reaped_ = s_.repair_locked();
+    } catch (...) {
+      store(s_.header().repair_pending, 1U);
+      pthread_mutex_unlock(&s_.header().lock);
+      released_ = true;
+      throw;
+    }
+    store(s_.header().repair_pending, 0U);
+    repaired_ = true;
+  }
+  // Dead processes the repair reaped.
+  std::size_t reaped() const noexcept { return reaped_; }
+
  private:
   Session& s_;
+  std::size_t reaped_ = 0;
+  bool repaired_ = false;
+  bool released_ = false;
 };
 
 Session::Session(std::string name, Mapping map) : name_(std::move(name)), map_(std::move(map)) {
@@ -111,6 +171,11 @@ std::shared_ptr<Session> Session::create(std::string_view name, const CreateOpti
   if ((o.mode & ~0777U) != 0 || (o.mode & 0600U) != 0600U) {
     throw Error(Errc::InvalidArgument,
                 fmt::format("mode {:#o} for segment '{}' must be permission bits that include owner read and write",
+                            o.mode, name));
+  }
+  if ((o.mode & 0002U) != 0) {
+    throw Error(Errc::InvalidArgument,
+                fmt::format("mode {:#o} would let every user change segment '{}'; share it through a group (0660)",
                             o.mode, name));
   }
   Mapping::CreateParams p{segment_path(name, o.directory),
@@ -145,7 +210,9 @@ void Session::join(Role role, WorkerId id) {
   local_pins_ = static_cast<std::atomic<std::uint32_t>*>(p);
 
   Lock lock(*this);
-  reap_dead_locked();
+  // Nothing read from the segment is trusted unchecked: validate its tables
+  // and rebuild the derived state from them (this also reaps the dead).
+  lock.repair();
   Header& h = header();
   std::uint32_t free_slot = kNoSlot;
   for (std::uint32_t s = 0; s < kMaxProcesses; ++s) {
@@ -160,8 +227,14 @@ void Session::join(Role role, WorkerId id) {
     throw Error(Errc::OutOfMemory,
                 fmt::format("all {} process slots of segment '{}' are in use", kMaxProcesses, name_));
   }
+  constexpr WorkerId kLastId = std::numeric_limits<WorkerId>::max();
   if (id == 0) {
     id = h.next_worker_id;
+    if (id == kLastId) {
+      throw Error(Errc::OutOfMemory, fmt::format("segment '{}' has given out all its worker ids", name_));
+    }
+  } else if (id == kLastId) {
+    throw Error(Errc::InvalidArgument, fmt::format("worker id {} is out of range", id));
   }
   h.next_worker_id = std::max(h.next_worker_id, id + 1);
   ProcessSlot& ps = slot(free_slot);
@@ -347,6 +420,7 @@ RemoteRef Session::make_ref(WorkerId where) {
                                                "a larger max_objects",
                                                name_, header().max_objects));
   }
+  check_claim_locked(*index, 0, 0);
   Entry& e = entry(*index);
   std::uint32_t gen = e.gen + 1 == 0 ? 1 : e.gen + 1;
   store(e.gen, gen);
@@ -369,6 +443,10 @@ RemoteRef Session::make_ref(WorkerId where) {
 
 Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size, const ValueType& type) {
   check_writable();
+  if (type.kind > ValueKind::NdArray || type.elem > ElemType::Trivial) {
+    throw Error(Errc::InvalidArgument, fmt::format("value kind {} / element type {} is not one sealstore knows",
+                                                   static_cast<int>(type.kind), static_cast<int>(type.elem)));
+  }
   if (type.kind == ValueKind::NdArray) {
     if (type.rank == 0 || type.rank > kMaxRank) {
       throw Error(Errc::InvalidArgument, fmt::format("an n-d array needs rank 1 to {}, not {}", kMaxRank, type.rank));
@@ -439,6 +517,7 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
     }
     index = *got;
   }
+  check_claim_locked(target == nullptr ? index : 0, offset, bytes);
   Entry& e = entry(index);
   if (target == nullptr) {
     std::uint32_t gen = e.gen + 1 == 0 ? 1 : e.gen + 1;
@@ -471,6 +550,17 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
   return Claim{index, ref_of(index), std::span<std::byte>(map_.data_rw() + offset, size)};
 }
 
+// What the allocator hands out lies inside the tables and the data region;
+// if not, its state was changed behind our back: the next locker repairs it.
+void Session::check_claim_locked(std::uint32_t index, std::uint64_t offset, std::uint64_t bytes) {
+  const Header& h = header();
+  if (index < h.max_objects && offset <= h.capacity && bytes <= h.capacity - offset) return;
+  store(header().repair_pending, 1U);
+  throw Error(Errc::Corrupt, fmt::format("the allocator of segment '{}' gave out entry {} and {} bytes at offset {}, "
+                                         "outside its tables; it will be rebuilt",
+                                         name_, index, bytes, offset));
+}
+
 void Session::seal(std::uint32_t index) {
   Entry& e = entry(index);
   e.sealed_ns = unix_now_ns();
@@ -493,9 +583,7 @@ void Session::abort(std::uint32_t index) noexcept {
       free_entry_locked(index);
       return;
     }
-    std::uint64_t bytes = footprint(e.size);
-    if (bytes > 0) allocator().release(e.offset, bytes);
-    header().used -= bytes;
+    release_data_locked(e);
     e.size = 0;
     e.writer_slot = kNoSlot;
     store(e.state, static_cast<std::uint32_t>(EntryState::Unfilled));
@@ -674,14 +762,10 @@ void Session::free_entry_locked(std::uint32_t index) noexcept {
   if (st == EntryState::Free) return;
   if (e.names != 0) unbind_entry_locked(index);
   store(e.state, static_cast<std::uint32_t>(EntryState::Free));
-  ExtentAllocator alloc = allocator();
-  if (holds_data(st) && e.size > 0) {
-    alloc.release(e.offset, footprint(e.size));
-    h.used -= footprint(e.size);
-  }
+  if (holds_data(st)) release_data_locked(e);
   e.size = 0;
   e.writer_slot = kNoSlot;
-  alloc.push_entry(index);
+  allocator().push_entry(index);
   h.objects -= 1;
   publish_alloc_stats_locked();
   if (load(e.waiters) != 0) futex_wake_all(&e.state);
@@ -696,14 +780,42 @@ void Session::publish_alloc_stats_locked() noexcept {
 
 ValueType Session::type_of(std::uint32_t index) const {
   const Entry& e = entry(index);
-  ValueType t;
-  t.kind = static_cast<ValueKind>(e.kind);
-  t.elem = static_cast<ElemType>(e.elem);
-  t.elem_size = e.elem_size;
-  t.type_hash = e.type_hash;
-  t.rank = std::min<std::uint32_t>(e.rank, kMaxRank);
-  for (std::size_t d = 0; d < kMaxRank; ++d) t.shape[d] = e.shape[d];
+  ValueType t = raw_type(e);
+  std::uint64_t size = load(e.size, std::memory_order_relaxed);
+  if (!type_fits(t, size)) {
+    throw Error(Errc::Corrupt, fmt::format("{} in segment '{}' says it holds {} in {} bytes, which cannot be",
+                                           ref_of(index).to_string(), name_, t.describe(), size));
+  }
   return t;
+}
+
+bool Session::extent_fits(const Entry& e) const noexcept {
+  std::uint64_t cap = header().capacity;
+  return e.offset % kDataAlign == 0 && e.offset <= cap && e.size <= cap - e.offset;
+}
+
+// Gives an entry's data back to the allocator. An extent outside the data
+// region (the table was changed behind our back) is not released: the next
+// locker validates the tables and reports Corrupt.
+void Session::release_data_locked(Entry& e) noexcept {
+  std::uint64_t bytes = footprint(e.size);
+  if (bytes == 0) return;
+  if (!extent_fits(e)) {
+    store(header().repair_pending, 1U);
+    return;
+  }
+  allocator().release(e.offset, bytes);
+  header().used -= bytes;
+}
+
+// Rolls back a write whose writer died: the data was never published, so
+// nobody reads it; waiters wake and get WorkerFailed.
+void Session::abandon_locked(Entry& e) noexcept {
+  store(e.state, static_cast<std::uint32_t>(EntryState::Abandoned));
+  release_data_locked(e);
+  e.size = 0;
+  e.writer_slot = kNoSlot;
+  if (load(e.waiters) != 0) futex_wake_all(&e.state);
 }
 
 void Session::erase(const RemoteRef& ref) {
@@ -739,15 +851,27 @@ bool Session::contains(const RemoteRef& ref) const {
 
 // ---- names
 
-std::optional<std::uint32_t> Session::find_name(std::string_view name, std::uint64_t hash) const {
+// Lock-free probe (names are written as seqlocks). A slot that stays
+// mid-change beyond kNameSlotPatience is skipped and *stuck set: its writer
+// may have died holding the lock, and only the next locker repairs it.
+std::optional<std::uint32_t> Session::find_name(std::string_view name, std::uint64_t hash, bool* stuck) const {
   std::uint32_t mask = header().name_slots - 1;
   std::array<std::uint64_t, kNameBytes / 8> want{};
   std::memcpy(want.data(), name.data(), name.size());
   for (std::uint32_t i = 0, pos = static_cast<std::uint32_t>(hash) & mask; i <= mask; ++i, pos = (pos + 1) & mask) {
     const NameSlot& n = name_slot(pos);
-    for (;;) {
+    std::optional<std::chrono::steady_clock::time_point> odd_since;
+    for (unsigned spins = 0;; ++spins) {
       std::uint32_t seq = load(n.seq);
       if ((seq & 1U) != 0) {
+        if (spins % 64 == 63) {
+          auto now = std::chrono::steady_clock::now();
+          if (!odd_since) odd_since = now;
+          if (now - *odd_since > kNameSlotPatience) {
+            if (stuck != nullptr) *stuck = true;
+            break;
+          }
+        }
         sched_yield();
         continue;
       }
@@ -789,11 +913,11 @@ void Session::bind(std::string_view name, const RemoteRef& ref) {
     throw Error(Errc::NotFound, fmt::format("cannot bind '{}' to {}: it was erased", name, ref.to_string()));
   }
   Header& h = header();
-  if (auto pos = find_name(name, hash)) {
+  if (auto pos = find_name(name, hash, nullptr)) {
     NameSlot& n = name_slot(*pos);
     std::uint32_t old = n.index;
     if (old == index && n.gen == gen) return;
-    if (entry(old).gen == n.gen && entry(old).names > 0) entry(old).names -= 1;
+    if (old < h.max_objects && entry(old).gen == n.gen && entry(old).names > 0) entry(old).names -= 1;
     write_name_slot_locked(n, 1, index, gen, hash, name);
     e.names += 1;
     return;
@@ -803,20 +927,30 @@ void Session::bind(std::string_view name, const RemoteRef& ref) {
                                                h.max_names, name_));
   }
   std::uint32_t mask = h.name_slots - 1;
-  for (std::uint32_t pos = static_cast<std::uint32_t>(hash) & mask;; pos = (pos + 1) & mask) {
-    NameSlot& n = name_slot(pos);
-    if (n.state != 1) {
-      write_name_slot_locked(n, 1, index, gen, hash, name);
-      break;
+  std::uint32_t pos = static_cast<std::uint32_t>(hash) & mask;
+  for (std::uint32_t i = 0; name_slot(pos).state == 1; ++i, pos = (pos + 1) & mask) {
+    if (i == mask) {  // names_bound < max_names <= half the slots: only corruption gets here
+      store(h.repair_pending, 1U);
+      throw Error(Errc::Corrupt, fmt::format("the name table of segment '{}' is full though it counts {} of {} names",
+                                             name_, h.names_bound, h.max_names));
     }
   }
+  write_name_slot_locked(name_slot(pos), 1, index, gen, hash, name);
   h.names_bound += 1;
   e.names += 1;
 }
 
 std::optional<RemoteRef> Session::lookup(std::string_view name) const {
   validate_object_name(name);
-  auto pos = find_name(name, name_hash(name));
+  std::uint64_t hash = name_hash(name);
+  bool stuck = false;
+  auto pos = find_name(name, hash, &stuck);
+  if (!pos && stuck && !observer()) {
+    // Taking the lock repairs a slot whose writer died mid-change, or waits
+    // for a live writer to finish. Observers cannot lock: they skip it.
+    Lock lock(*this);
+    pos = find_name(name, hash, nullptr);
+  }
   if (!pos) return std::nullopt;
   const NameSlot& n = name_slot(*pos);
   std::uint32_t index = load(n.index);
@@ -834,11 +968,13 @@ bool Session::unbind(std::string_view name) {
   validate_object_name(name);
   std::uint64_t hash = name_hash(name);
   Lock lock(*this);
-  auto pos = find_name(name, hash);
+  auto pos = find_name(name, hash, nullptr);
   if (!pos) return false;
   NameSlot& n = name_slot(*pos);
-  Entry& e = entry(n.index);
-  if (e.gen == n.gen && e.names > 0) e.names -= 1;
+  if (n.index < header().max_objects) {
+    Entry& e = entry(n.index);
+    if (e.gen == n.gen && e.names > 0) e.names -= 1;
+  }
   write_name_slot_locked(n, 2, 0, 0, 0, {});
   header().names_bound -= 1;
   return true;
@@ -862,7 +998,7 @@ void Session::unbind_entry_locked(std::uint32_t index) noexcept {
 std::size_t Session::recover() {
   check_writable();
   Lock lock(*this);
-  return reap_dead_locked();
+  return lock.reaped() + reap_dead_locked();
 }
 
 std::size_t Session::reap_dead_locked() {
@@ -880,69 +1016,78 @@ std::size_t Session::reap_dead_locked() {
 // Idempotent: a reap cut short by our own death is simply redone.
 void Session::reap_slot_locked(std::uint32_t s, bool died) {
   Header& h = header();
-  ExtentAllocator alloc = allocator();
   for (std::uint32_t i = 0; i < h.max_objects; ++i) {
     Entry& e = entry(i);
-    if (static_cast<EntryState>(e.state) != EntryState::Writing || e.writer_slot != s) continue;
-    // Roll back the write: the data was never published, so nobody reads it.
-    store(e.state, static_cast<std::uint32_t>(EntryState::Abandoned));
-    std::uint64_t bytes = footprint(e.size);
-    if (bytes > 0) alloc.release(e.offset, bytes);
-    h.used -= bytes;
-    e.size = 0;
-    e.writer_slot = kNoSlot;
-    if (load(e.waiters) != 0) futex_wake_all(&e.state);
+    if (static_cast<EntryState>(e.state) == EntryState::Writing && e.writer_slot == s) abandon_locked(e);
   }
   std::uint64_t* row = pin_row(s);
-  for (std::uint32_t w = 0; w < h.pin_words; ++w) {
-    std::uint64_t bits = atomic(row[w]).exchange(0);  // NOLINT
-    while (bits != 0) {
-      std::uint32_t i = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
-      bits &= bits - 1;
-      if (i < h.max_objects && static_cast<EntryState>(entry(i).state) == EntryState::ErasePending &&
-          !pinned_anywhere(i)) {
-        free_entry_locked(i);
-      }
-    }
-  }
+  for (std::uint32_t w = 0; w < h.pin_words; ++w) atomic(row[w]).exchange(0);  // NOLINT
   store(slot(s).state, static_cast<std::uint32_t>(SlotState::Free));
   atomic(h.live_slots[s / 64]).fetch_and(~(std::uint64_t{1} << (s % 64)));
-  if (died) h.recoveries += 1;
+  if (died) {
+    // Complete every deferred erase no live process pins any more. Not only
+    // those this slot pinned: a process killed in unpin() after clearing its
+    // pin bit, before taking the lock to free, left one with no pin at all.
+    free_unpinned_erased_locked();
+    h.recoveries += 1;
+  }
   publish_alloc_stats_locked();
 }
 
-// The lock's last holder died inside a critical section: everything derived
-// is recomputed from the object table, the one crash-consistent truth.
-void Session::repair_locked() {
-  Header& h = header();
-  // Names: a slot caught mid-write (odd seq) is dropped.
-  std::uint32_t bound = 0;
-  for (std::uint32_t i = 0; i < h.name_slots; ++i) {
-    NameSlot& n = name_slot(i);
-    if ((n.seq & 1U) != 0) {
-      store(n.state, std::uint32_t{2});
-      atomic(n.seq).fetch_add(1);
+void Session::free_unpinned_erased_locked() noexcept {
+  for (std::uint32_t i = 0; i < header().max_objects; ++i) {
+    if (static_cast<EntryState>(entry(i).state) == EntryState::ErasePending && !pinned_anywhere(i)) {
+      free_entry_locked(i);
     }
-    if (n.state == 1) ++bound;
   }
-  h.names_bound = bound;
-  std::uint32_t objects = 0;
-  std::uint64_t used = 0;
-  for (std::uint32_t i = 0; i < h.max_objects; ++i) {
-    Entry& e = entry(i);
-    auto st = static_cast<EntryState>(e.state);
-    if (st == EntryState::Free) continue;
-    ++objects;
-    if (holds_data(st)) used += footprint(e.size);
-    e.names = 0;
+}
+
+// Every value in the process and name tables that is used as an index or
+// a state, checked before anything trusts it. Throws Error(Corrupt) naming
+// the first bad one; changes nothing. The object table's states and extents
+// are checked by the allocator's rebuild, in the same pass that reads them
+// (and it too throws before changing anything); stored types are checked
+// where they are used (type_of).
+void Session::validate_tables_locked() const {
+  const Header& h = header();
+  auto corrupt = [this](const std::string& what) {
+    return Error(Errc::Corrupt, fmt::format("segment '{}' is corrupt: {}", name_, what));
+  };
+  if (h.next_worker_id == 0) throw corrupt("its next worker id is 0");
+  for (std::uint32_t s = 0; s < kMaxProcesses; ++s) {
+    const ProcessSlot& ps = slot(s);
+    std::uint32_t st = load(ps.state);
+    if (st > static_cast<std::uint32_t>(SlotState::Live)) {
+      throw corrupt(fmt::format("process slot {} has unknown state {}", s, st));
+    }
+    if (st == static_cast<std::uint32_t>(SlotState::Live) && ps.pid <= 0) {
+      throw corrupt(fmt::format("process slot {} has pid {}", s, ps.pid));
+    }
   }
   for (std::uint32_t i = 0; i < h.name_slots; ++i) {
-    NameSlot& n = name_slot(i);
-    if (n.state == 1 && n.index < h.max_objects && entry(n.index).gen == n.gen) entry(n.index).names += 1;
+    const NameSlot& n = name_slot(i);
+    std::uint32_t st = load(n.state);
+    if (st > 2) throw corrupt(fmt::format("name slot {} has unknown state {}", i, st));
+    if (st == 1 && load(n.index) >= h.max_objects) {
+      throw corrupt(fmt::format("name slot {} names entry {} of {}", i, load(n.index), h.max_objects));
+    }
   }
-  allocator().rebuild(&entry(0));
-  h.objects = objects;
-  h.used = used;
+}
+
+// Validates the tables, then recomputes everything derived from the object
+// table, the one crash-consistent truth: after a lock holder died inside a
+// critical section, and on every attach.
+std::size_t Session::repair_locked() {
+  validate_tables_locked();
+  Header& h = header();
+  ExtentAllocator alloc = allocator();
+  try {
+    alloc.rebuild(&entry(0));  // throws Corrupt, changing nothing, if objects overlap
+  } catch (const Error& e) {
+    std::string_view what = e.what();
+    what.remove_prefix(std::min(what.size(), to_string(e.code()).size() + 2));  // "Corrupt: "
+    throw Error(Errc::Corrupt, fmt::format("segment '{}' is corrupt: {}", name_, what));
+  }
   for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w) {
     std::uint64_t live = 0;
     for (std::uint32_t b = 0; b < 64; ++b) {
@@ -950,8 +1095,47 @@ void Session::repair_locked() {
     }
     store(h.live_slots[w], live);
   }
+  // Names: a slot caught mid-write (odd seq) is dropped, the rest counted.
+  std::vector<std::uint32_t> names(h.max_objects, 0);
+  std::uint32_t bound = 0;
+  for (std::uint32_t i = 0; i < h.name_slots; ++i) {
+    NameSlot& n = name_slot(i);
+    if ((n.seq & 1U) != 0) {
+      store(n.state, std::uint32_t{2});
+      atomic(n.seq).fetch_add(1);
+    }
+    if (n.state != 1) continue;
+    ++bound;
+    if (entry(n.index).gen == n.gen) names[n.index] += 1;  // index validated above
+  }
+  h.names_bound = bound;
+  // One pass over the table: name counts; writes whose writer has no slot
+  // any more (a reap cut short) rolled back as the reap would have; erased
+  // objects nobody pins freed; the rest counted.
+  std::uint32_t objects = 0;
+  std::uint64_t used = 0;
+  for (std::uint32_t i = 0; i < h.max_objects; ++i) {
+    Entry& e = entry(i);
+    auto st = static_cast<EntryState>(e.state);
+    if (st == EntryState::Free) continue;
+    e.names = names[i];
+    if (st == EntryState::Writing) {
+      std::uint32_t ws = e.writer_slot;
+      if (ws >= kMaxProcesses || static_cast<SlotState>(slot(ws).state) != SlotState::Live) {
+        abandon_locked(e);
+        st = EntryState::Abandoned;
+      }
+    } else if (st == EntryState::ErasePending && !pinned_anywhere(i)) {
+      free_entry_locked(i);
+      continue;
+    }
+    ++objects;
+    if (holds_data(st)) used += footprint(e.size);
+  }
+  h.objects = objects;
+  h.used = used;
   publish_alloc_stats_locked();
-  reap_dead_locked();
+  return reap_dead_locked();
 }
 
 // ---- introspection (no lock)
@@ -975,6 +1159,7 @@ SegmentInfo Session::info() const {
   for (auto w : h.live_slots) procs += static_cast<std::uint32_t>(std::popcount(load(w, std::memory_order_relaxed)));
   i.processes = procs;
   i.recoveries = load(h.recoveries, std::memory_order_relaxed);
+  i.lock_repairs = load(h.lock_repairs, std::memory_order_relaxed);
   i.created_unix_ns = h.created_ns;
   return i;
 }
@@ -1034,7 +1219,7 @@ std::vector<ObjectInfo> Session::objects() const {
       default: o.state = ObjectState::Abandoned; break;
     }
     o.size = load(e.size, std::memory_order_relaxed);
-    o.type = type_of(i);
+    o.type = raw_type(e);
     o.creator = load(e.creator_id, std::memory_order_relaxed);
     if (o.creator == 0) o.creator = load(e.whence, std::memory_order_relaxed);
     o.creator_pid = load(e.creator_pid, std::memory_order_relaxed);

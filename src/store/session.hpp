@@ -111,14 +111,21 @@ class Session {
   bool pinned_anywhere(std::uint32_t index) const noexcept;
   void free_if_unpinned(std::uint32_t index) noexcept;
 
+  bool extent_fits(const Entry& e) const noexcept;
+
   // Under the lock:
   void free_entry_locked(std::uint32_t index) noexcept;
+  void release_data_locked(Entry& e) noexcept;
+  void abandon_locked(Entry& e) noexcept;
+  void validate_tables_locked() const;
+  void check_claim_locked(std::uint32_t index, std::uint64_t offset, std::uint64_t bytes);
   void publish_alloc_stats_locked() noexcept;
   std::size_t reap_dead_locked();
   void reap_slot_locked(std::uint32_t s, bool died);
-  void repair_locked();
+  void free_unpinned_erased_locked() noexcept;
+  std::size_t repair_locked();
   void unbind_entry_locked(std::uint32_t index) noexcept;
-  std::optional<std::uint32_t> find_name(std::string_view name, std::uint64_t hash) const;
+  std::optional<std::uint32_t> find_name(std::string_view name, std::uint64_t hash, bool* stuck) const;
   void write_name_slot_locked(NameSlot& n, std::uint32_t state, std::uint32_t index, std::uint32_t gen,
                               std::uint64_t hash, std::string_view name) noexcept;
 
