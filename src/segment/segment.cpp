@@ -150,26 +150,40 @@ Mapping Mapping::create(const CreateParams& p) {
   Geometry g = compute_geometry(p.capacity, p.max_objects, p.max_names);
   Mapping m;
   m.path_ = p.path;
-  m.fd_ = ::open(p.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, p.mode & 07777U);
-  if (m.fd_ < 0) throw_open_error(errno, p.path, "create");
-  // From here on, any failure removes the half-made file.
+  // The file is made unnamed (O_TMPFILE) and linked under its name only
+  // once complete: nobody can see a half-made segment, a creator that dies
+  // leaves nothing behind, and a fresh segment is never unlocked in the
+  // open (memstat --gc). Where the mount cannot make unnamed files, it is
+  // created under its name and guarded by an exclusive flock instead.
+  std::string dir = p.path.substr(0, p.path.rfind('/'));
+  if (::access(p.path.c_str(), F_OK) == 0) throw_open_error(EEXIST, p.path, "create");  // fail fast
+  m.fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, p.mode & 07777U);
+  bool unnamed = m.fd_ >= 0;
+  if (!unnamed) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      throw Error(Errc::InvalidArgument, fmt::format("cannot create segment '{}': no directory {}", p.name, dir));
+    }
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) throw_open_error(errno, dir, "create a file in");
+    m.fd_ = ::open(p.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, p.mode & 07777U);
+    if (m.fd_ < 0) throw_open_error(errno, p.path, "create");
+  }
+  // From here on, any failure removes the half-made named file.
   struct Unlinker {
     const std::string& path;
-    bool armed = true;
+    bool armed;
     ~Unlinker() {
       if (armed) ::unlink(path.c_str());
     }
-  } unlinker{p.path};
+  } unlinker{p.path, !unnamed};
 
-  // Attachers wait on this lock until the header is complete (and get it at
-  // once if we die, seeing no magic).
-  ::flock(m.fd_, LOCK_EX);
+  // A named file: attachers wait on this lock until the header is complete
+  // (and get it at once if we die, seeing no magic).
+  if (!unnamed) ::flock(m.fd_, LOCK_EX);
   ::fchmod(m.fd_, p.mode & 07777U);  // exactly the mode asked for, whatever the umask
 
   int rc = ::posix_fallocate(m.fd_, 0, static_cast<off_t>(g.file_size));
   if (rc != 0) {
     struct statvfs vfs {};
-    std::string dir = p.path.substr(0, p.path.rfind('/'));
     std::uint64_t avail = ::statvfs(dir.c_str(), &vfs) == 0 ? std::uint64_t{vfs.f_bavail} * vfs.f_frsize : 0;
     throw Error(rc == ENOSPC ? Errc::OutOfMemory : Errc::InvalidArgument,
                 fmt::format("cannot reserve {} bytes for segment '{}' ({} bytes of data plus tables) on {}: {} "
@@ -217,6 +231,14 @@ Mapping Mapping::create(const CreateParams& p) {
 
   store(h->magic, kMagic, std::memory_order_release);
   ::flock(m.fd_, LOCK_SH);  // attached: memstat --gc sees us
+  if (unnamed) {
+    // Publish: link the complete file under its name; EEXIST if another
+    // process created the name meanwhile (our unnamed file then vanishes).
+    std::string self = fmt::format("/proc/self/fd/{}", m.fd_);
+    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, p.path.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+      throw_open_error(errno, p.path, "create");
+    }
+  }
   unlinker.armed = false;
   return m;
 }

@@ -1,6 +1,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -88,6 +89,36 @@ TEST(Store, create_of_an_existing_segment_fails_with_already_exists) {
   Store s = Store::create(g.name(), small_options());
   EXPECT_ERRC(Store::create(g.name(), small_options()), Errc::AlreadyExists);
   EXPECT_EQ(s.put(1).is_null(), false) << "the existing segment is untouched";
+}
+
+TEST(Store, create_in_a_missing_directory_fails_with_invalid_argument) {
+  SegmentGuard g;
+  CreateOptions o = small_options();
+  o.directory = "/nonexistent-sealstore-dir";
+  EXPECT_ERRC(Store::create(g.name(), o), Errc::InvalidArgument);
+}
+
+TEST(Store, racing_creators_of_one_name_leave_exactly_one_segment) {
+  SegmentGuard g;
+  std::atomic<int> made{0};
+  std::atomic<int> exists{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 4; ++i) {
+    ts.emplace_back([&] {
+      try {
+        Store s = Store::create(g.name(), small_options());
+        made += 1;
+        s.put(1);  // usable
+      } catch (const Error& e) {
+        if (e.code() == Errc::AlreadyExists) exists += 1;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(made.load(), 1);
+  EXPECT_EQ(exists.load(), 3);
+  Store t = Store::attach(g.name());
+  EXPECT_EQ(t.info().objects, 1U) << "the winner's segment is the one under the name";
 }
 
 TEST(Store, attach_to_a_missing_segment_fails_with_segment_missing) {
