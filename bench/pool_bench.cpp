@@ -19,9 +19,7 @@ namespace {
 void bench_empty(sealstore::Context& /*cx*/) {}
 SEALSTORE_REGISTER("bench_empty", bench_empty);
 
-std::uint64_t bench_take_ref(sealstore::Context& cx, sealstore::RemoteRef ref) {
-  return cx.store().fetch(ref).size();
-}
+std::uint64_t bench_take_ref(sealstore::Context& cx, sealstore::RemoteRef ref) { return cx.store().fetch(ref).size(); }
 SEALSTORE_REGISTER("bench_take_ref", bench_take_ref);
 
 }  // namespace

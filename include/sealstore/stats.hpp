@@ -30,7 +30,7 @@ struct ObjectInfo {
   ObjectState state = ObjectState::Unfilled;
   std::uint64_t size = 0;  // bytes
   ValueType type;
-  WorkerId creator = 0;      // worker that made the object
+  WorkerId creator = 0;  // worker that made the object
   std::int32_t creator_pid = 0;
   std::uint64_t created_unix_ns = 0;
   std::vector<WorkerId> pinned_by;  // workers holding at least one View
@@ -53,20 +53,20 @@ struct ProcessInfo {
 
 struct SegmentInfo {
   std::string name;
-  std::string path;                  // the backing file
+  std::string path;  // the backing file
   std::uint32_t layout_version = 0;
   std::uint32_t segment_tag = 0;
-  std::uint32_t mode = 0;            // permission bits of the backing file
-  std::uint64_t file_size = 0;       // bytes of the backing file
-  std::uint64_t capacity = 0;        // bytes for object data
-  std::uint64_t used = 0;            // bytes held by objects (rounded to 64)
-  std::uint64_t largest_free = 0;    // the largest object that fits now
-  std::uint64_t free_extents = 0;    // number of free blocks (fragmentation)
-  std::uint32_t objects = 0;         // table entries in use
+  std::uint32_t mode = 0;          // permission bits of the backing file
+  std::uint64_t file_size = 0;     // bytes of the backing file
+  std::uint64_t capacity = 0;      // bytes for object data
+  std::uint64_t used = 0;          // bytes held by objects (rounded to 64)
+  std::uint64_t largest_free = 0;  // the largest object that fits now
+  std::uint64_t free_extents = 0;  // number of free blocks (fragmentation)
+  std::uint32_t objects = 0;       // table entries in use
   std::uint32_t max_objects = 0;
-  std::uint32_t processes = 0;       // slots in use (alive or not yet reaped)
-  std::uint64_t recoveries = 0;      // dead processes cleaned up so far
-  std::uint64_t lock_repairs = 0;    // of them, how many died holding the store's lock
+  std::uint32_t processes = 0;     // slots in use (alive or not yet reaped)
+  std::uint64_t recoveries = 0;    // dead processes cleaned up so far
+  std::uint64_t lock_repairs = 0;  // of them, how many died holding the store's lock
   std::uint64_t created_unix_ns = 0;
 };
 

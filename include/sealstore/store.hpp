@@ -187,8 +187,7 @@ class Store {
   }
   // Copies the object's bytes into dst (exactly its size). Errors: as fetch,
   // InvalidArgument (dst of another size).
-  void materialize_into(const RemoteRef& ref, std::span<std::byte> dst,
-                        std::chrono::nanoseconds timeout = kForever);
+  void materialize_into(const RemoteRef& ref, std::span<std::byte> dst, std::chrono::nanoseconds timeout = kForever);
 
   // Erases ref: now if nobody pins it, else when the last pin goes (fetch
   // fails with NotFound from now on). Names bound to it are unbound.
@@ -219,10 +218,9 @@ class Store {
 
  private:
   explicit Store(std::shared_ptr<detail::Session> s) noexcept;
-  View fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline,
-                   bool wait, std::chrono::nanoseconds spin = {});
-  [[noreturn]] static void throw_type_mismatch(const RemoteRef& ref, const ValueType& stored,
-                                               std::string_view wanted);
+  View fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline, bool wait,
+                   std::chrono::nanoseconds spin = {});
+  [[noreturn]] static void throw_type_mismatch(const RemoteRef& ref, const ValueType& stored, std::string_view wanted);
 
   std::shared_ptr<detail::Session> session_;
 };

@@ -5,9 +5,9 @@
 #pragma once
 
 #include <array>
-#include <cstring>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <span>
 #include <string>
@@ -30,8 +30,18 @@ enum class ValueKind : std::uint8_t {
 
 enum class ElemType : std::uint8_t {
   None = 0,  // Bytes and String
-  Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32, UInt64,
-  Float32, Float64, Bool, Char,
+  Int8,
+  Int16,
+  Int32,
+  Int64,
+  UInt8,
+  UInt16,
+  UInt32,
+  UInt64,
+  Float32,
+  Float64,
+  Bool,
+  Char,
   Trivial,  // any other trivially copyable type, identified by its name's hash
 };
 
@@ -66,20 +76,32 @@ constexpr std::uint64_t type_name_hash() {
 template <class T>
 constexpr ElemType elem_code() {
   using U = std::remove_cv_t<T>;
-  if constexpr (std::is_same_v<U, bool>) return ElemType::Bool;
-  else if constexpr (std::is_same_v<U, char>) return ElemType::Char;
-  else if constexpr (std::is_same_v<U, float>) return ElemType::Float32;
-  else if constexpr (std::is_same_v<U, double>) return ElemType::Float64;
+  if constexpr (std::is_same_v<U, bool>)
+    return ElemType::Bool;
+  else if constexpr (std::is_same_v<U, char>)
+    return ElemType::Char;
+  else if constexpr (std::is_same_v<U, float>)
+    return ElemType::Float32;
+  else if constexpr (std::is_same_v<U, double>)
+    return ElemType::Float64;
   else if constexpr (std::is_integral_v<U> && std::is_signed_v<U>) {
-    if constexpr (sizeof(U) == 1) return ElemType::Int8;
-    else if constexpr (sizeof(U) == 2) return ElemType::Int16;
-    else if constexpr (sizeof(U) == 4) return ElemType::Int32;
-    else return ElemType::Int64;
+    if constexpr (sizeof(U) == 1)
+      return ElemType::Int8;
+    else if constexpr (sizeof(U) == 2)
+      return ElemType::Int16;
+    else if constexpr (sizeof(U) == 4)
+      return ElemType::Int32;
+    else
+      return ElemType::Int64;
   } else if constexpr (std::is_integral_v<U> && std::is_unsigned_v<U>) {
-    if constexpr (sizeof(U) == 1) return ElemType::UInt8;
-    else if constexpr (sizeof(U) == 2) return ElemType::UInt16;
-    else if constexpr (sizeof(U) == 4) return ElemType::UInt32;
-    else return ElemType::UInt64;
+    if constexpr (sizeof(U) == 1)
+      return ElemType::UInt8;
+    else if constexpr (sizeof(U) == 2)
+      return ElemType::UInt16;
+    else if constexpr (sizeof(U) == 4)
+      return ElemType::UInt32;
+    else
+      return ElemType::UInt64;
   } else {
     return ElemType::Trivial;
   }
@@ -90,8 +112,8 @@ constexpr ElemType elem_code() {
 // A type sealstore can store element-wise: trivially copyable, no pointers
 // (a pointer means nothing in another process).
 template <class T>
-concept Element = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
-                  !std::is_member_pointer_v<T> && !std::is_same_v<std::remove_cv_t<T>, std::byte>;
+concept Element = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+                  !std::is_same_v<std::remove_cv_t<T>, std::byte>;
 
 template <class T>
 concept Arithmetic = std::is_arithmetic_v<T>;
@@ -302,7 +324,9 @@ struct Codec<std::vector<std::byte>> {
   static std::span<const std::byte> bytes(const std::vector<std::byte>& b) { return b; }
   static ValueType wanted() { return {}; }
   static bool accepts(const ValueType&) { return true; }
-  static std::vector<std::byte> build(std::span<const std::byte> b, const ValueType& /*type*/) { return {b.begin(), b.end()}; }
+  static std::vector<std::byte> build(std::span<const std::byte> b, const ValueType& /*type*/) {
+    return {b.begin(), b.end()};
+  }
 };
 
 template <Arithmetic T>

@@ -1,9 +1,9 @@
 #include "alloc/extent_allocator.hpp"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <boost/interprocess/offset_ptr.hpp>
 #include <boost/intrusive/set.hpp>
-#include <fmt/format.h>
 #include <new>
 #include <utility>
 #include <vector>
@@ -19,8 +19,7 @@ using VoidPtr = boost::interprocess::offset_ptr<void>;
 struct BySizeTag;
 struct ByOffsetTag;
 using SizeHook = bi::set_base_hook<bi::tag<BySizeTag>, bi::void_pointer<VoidPtr>, bi::link_mode<bi::normal_link>>;
-using OffsetHook =
-    bi::set_base_hook<bi::tag<ByOffsetTag>, bi::void_pointer<VoidPtr>, bi::link_mode<bi::normal_link>>;
+using OffsetHook = bi::set_base_hook<bi::tag<ByOffsetTag>, bi::void_pointer<VoidPtr>, bi::link_mode<bi::normal_link>>;
 
 // One free block of the data region. Nodes live in an array in the
 // segment, so the trees' offset pointers stay valid in every process.

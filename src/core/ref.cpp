@@ -1,5 +1,5 @@
-#include <charconv>
 #include <fmt/format.h>
+#include <charconv>
 
 #include "sealstore/error.hpp"
 #include "sealstore/ref.hpp"
@@ -50,9 +50,9 @@ RemoteRef RemoteRef::parse(std::string_view text) {
             take_number(s, index, 10) && take(s, ":") && take_number(s, gen, 10) && take(s, ")") && s.empty() &&
             gen != 0;
   if (!ok) {
-    throw Error(Errc::InvalidArgument,
-                fmt::format("'{}' is not a ref: expected RemoteRef(where=N, whence=N, id=XXXXXXXX:N:N)",
-                            text.substr(0, 200)));
+    throw Error(
+        Errc::InvalidArgument,
+        fmt::format("'{}' is not a ref: expected RemoteRef(where=N, whence=N, id=XXXXXXXX:N:N)", text.substr(0, 200)));
   }
   return RemoteRef(tag, (std::uint64_t{gen} << 32U) | index, where, whence);
 }

@@ -10,7 +10,7 @@
 namespace sealstore::detail {
 
 struct ProcStat {
-  char state = '?';            // field 3: R, S, D, Z (zombie), X (dead), ...
+  char state = '?';              // field 3: R, S, D, Z (zombie), X (dead), ...
   std::uint64_t start_time = 0;  // field 22, clock ticks after boot
   std::uint64_t utime = 0;       // field 14, clock ticks
   std::uint64_t stime = 0;       // field 15, clock ticks

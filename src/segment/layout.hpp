@@ -21,7 +21,7 @@ namespace sealstore::detail {
 inline constexpr std::uint64_t kMagic = 0x3130'4c41'4553'4c53ULL;  // "SLSEAL01"
 inline constexpr std::uint32_t kLayoutVersion = 1;
 inline constexpr std::uint32_t kMaxProcesses = 128;
-inline constexpr std::uint64_t kDataAlign = 64;            // every object starts on a cache line
+inline constexpr std::uint64_t kDataAlign = 64;             // every object starts on a cache line
 inline constexpr std::uint64_t kDataRegionAlign = 2 << 20;  // data region starts on a huge page
 inline constexpr std::uint64_t kPageSize = 4096;
 inline constexpr std::size_t kNameBytes = 64;  // names up to 63 bytes, NUL-padded
@@ -44,15 +44,15 @@ enum EntryFlags : std::uint32_t {
 // One object (or made ref). 128 bytes: the first line is what fetch reads.
 struct alignas(64) Entry {
   // --- line 1: the fast path
-  std::uint32_t state;    // EntryState; the futex word fetchers sleep on. Changed under
-                          // the lock, except Writing -> Sealed by the writer (atomic).
-  std::uint32_t gen;      // bumped (never to 0) each time the entry is reused; under lock.
-                          // Read atomically after state by fetch.
-  std::uint32_t waiters;  // fetchers sleeping on state (atomic); a dead waiter only costs
-                          // one spare wake-up.
-  std::uint32_t flags;    // EntryFlags; under lock
-  std::uint64_t offset;   // of the data within the data region, bytes; under lock
-  std::uint64_t size;     // bytes (not rounded); under lock
+  std::uint32_t state;        // EntryState; the futex word fetchers sleep on. Changed under
+                              // the lock, except Writing -> Sealed by the writer (atomic).
+  std::uint32_t gen;          // bumped (never to 0) each time the entry is reused; under lock.
+                              // Read atomically after state by fetch.
+  std::uint32_t waiters;      // fetchers sleeping on state (atomic); a dead waiter only costs
+                              // one spare wake-up.
+  std::uint32_t flags;        // EntryFlags; under lock
+  std::uint64_t offset;       // of the data within the data region, bytes; under lock
+  std::uint64_t size;         // bytes (not rounded); under lock
   std::uint32_t writer_slot;  // slot filling it while Writing, else kNoSlot; under lock
   std::uint32_t names;        // names bound to it; under lock
   std::uint32_t where;        // WorkerId; under lock
@@ -61,8 +61,8 @@ struct alignas(64) Entry {
   std::int32_t creator_pid;   // under lock
   std::uint64_t created_ns;   // CLOCK_REALTIME when made; under lock
   // --- line 2: the value's type, written with the data, immutable once sealed
-  std::uint8_t kind;       // ValueKind
-  std::uint8_t elem;       // ElemType
+  std::uint8_t kind;  // ValueKind
+  std::uint8_t elem;  // ElemType
   std::uint8_t rank;
   std::uint8_t reserved0;
   std::uint32_t elem_size;  // bytes
@@ -77,11 +77,11 @@ enum class SlotState : std::uint32_t { Free = 0, Live = 1 };
 
 // One attached process. Claimed and freed under the lock.
 struct alignas(64) ProcessSlot {
-  std::uint32_t state;       // SlotState; under lock, read atomically by observers
-  std::int32_t pid;          // under lock
-  std::uint64_t start_time;  // /proc/PID/stat field 22; pid + start time identify a process
-  std::uint32_t worker_id;   // under lock
-  std::uint32_t role;        // sealstore::Role; under lock
+  std::uint32_t state;            // SlotState; under lock, read atomically by observers
+  std::int32_t pid;               // under lock
+  std::uint64_t start_time;       // /proc/PID/stat field 22; pid + start time identify a process
+  std::uint32_t worker_id;        // under lock
+  std::uint32_t role;             // sealstore::Role; under lock
   std::uint64_t attached_ns;      // CLOCK_REALTIME
   std::uint64_t objects_created;  // objects sealed by it; atomic, relaxed
   std::uint64_t reserved[3];
@@ -91,11 +91,11 @@ static_assert(sizeof(ProcessSlot) == 64);
 // One store-wide name. Written under the lock as a seqlock (seq odd while
 // changing), so lookups read it without the lock.
 struct NameSlot {
-  std::uint32_t seq;    // even when stable; atomic
-  std::uint32_t state;  // 0 empty, 1 used, 2 deleted (a tombstone for probing); atomic
-  std::uint32_t index;  // the entry it names; atomic
-  std::uint32_t gen;    // the entry's gen when bound; atomic
-  std::uint64_t hash;   // of the name; atomic
+  std::uint32_t seq;                   // even when stable; atomic
+  std::uint32_t state;                 // 0 empty, 1 used, 2 deleted (a tombstone for probing); atomic
+  std::uint32_t index;                 // the entry it names; atomic
+  std::uint32_t gen;                   // the entry's gen when bound; atomic
+  std::uint64_t hash;                  // of the name; atomic
   std::uint64_t name[kNameBytes / 8];  // NUL-padded bytes; each word atomic
 };
 static_assert(sizeof(NameSlot) == 88);
@@ -127,15 +127,15 @@ struct alignas(64) Header {
 
   // --- mutable, under lock (observers read them atomically)
   std::uint32_t next_worker_id;
-  std::uint32_t objects;       // entries not Free
-  std::uint64_t used;          // bytes allocated to object data (rounded); derived
-  std::uint64_t largest_free;  // derived
-  std::uint64_t free_extents;  // derived
-  std::uint64_t recoveries;    // dead processes reaped
-  std::uint32_t names_bound;   // used name slots; derived
-  std::uint32_t repair_pending;  // 1: the next locker validates the tables and rebuilds what is
-                                 // derived (set when a lock holder died, or a repair failed)
-  std::uint64_t lock_repairs;    // lock holders found dead (EOWNERDEAD); under lock
+  std::uint32_t objects;                         // entries not Free
+  std::uint64_t used;                            // bytes allocated to object data (rounded); derived
+  std::uint64_t largest_free;                    // derived
+  std::uint64_t free_extents;                    // derived
+  std::uint64_t recoveries;                      // dead processes reaped
+  std::uint32_t names_bound;                     // used name slots; derived
+  std::uint32_t repair_pending;                  // 1: the next locker validates the tables and rebuilds what is
+                                                 // derived (set when a lock holder died, or a repair failed)
+  std::uint64_t lock_repairs;                    // lock holders found dead (EOWNERDEAD); under lock
   std::uint64_t live_slots[kMaxProcesses / 64];  // bit per slot in state Live
 
   alignas(64) pthread_mutex_t lock;  // robust, process-shared

@@ -8,10 +8,10 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+#include <boost/version.hpp>
 #include <cerrno>
 #include <cstring>
-#include <boost/version.hpp>
-#include <fmt/format.h>
 #include <new>
 #include <utility>
 
@@ -31,14 +31,14 @@ std::string errno_text(int err) { return std::strerror(err); }
     case EACCES:
     case EPERM:
       throw Error(Errc::PermissionDenied, fmt::format("cannot {} segment file {}: {}", what, path, errno_text(err)));
-    case ENOENT:
-      throw Error(Errc::SegmentMissing, fmt::format("segment file {} does not exist", path));
+    case ENOENT: throw Error(Errc::SegmentMissing, fmt::format("segment file {} does not exist", path));
     case ELOOP:
       throw Error(Errc::IncompatibleSegment, fmt::format("{} is a symbolic link, not a segment; sealstore does not "
                                                          "follow links there",
                                                          path));
     case EEXIST:
-      throw Error(Errc::AlreadyExists, fmt::format("segment file {} already exists; attach to it or remove it first", path));
+      throw Error(Errc::AlreadyExists,
+                  fmt::format("segment file {} already exists; attach to it or remove it first", path));
     case ENOSPC:
     case ENOMEM:
     case EMFILE:
@@ -96,8 +96,8 @@ std::uint32_t random_tag() {
 void validate_segment_name(std::string_view name) {
   bool ok = !name.empty() && name.size() <= 200 && name.front() != '.';
   for (char c : name) {
-    bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                   c == '_' || c == '-';
+    bool allowed =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     ok = ok && allowed;
   }
   if (!ok) {
@@ -192,7 +192,8 @@ Mapping Mapping::create(const CreateParams& p) {
   }
   m.size_ = g.file_size;
   m.base_ = map_aligned(m.fd_, g.file_size, 0, PROT_READ | PROT_WRITE, p.prefault, p.huge_pages);
-  if (m.base_ == nullptr) throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", p.name, errno_text(errno)));
+  if (m.base_ == nullptr)
+    throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", p.name, errno_text(errno)));
 
   auto* h = new (m.base_) Header{};
   h->layout_version = kLayoutVersion;
@@ -227,7 +228,8 @@ Mapping Mapping::create(const CreateParams& p) {
 
   m.data_ro_size_ = g.capacity;
   m.data_ro_ = map_aligned(m.fd_, g.capacity, g.data_offset, PROT_READ, false, p.huge_pages);
-  if (m.data_ro_ == nullptr) throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", p.name, errno_text(errno)));
+  if (m.data_ro_ == nullptr)
+    throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", p.name, errno_text(errno)));
 
   store(h->magic, kMagic, std::memory_order_release);
   ::flock(m.fd_, LOCK_SH);  // attached: memstat --gc sees us
@@ -243,8 +245,7 @@ Mapping Mapping::create(const CreateParams& p) {
   return m;
 }
 
-Mapping Mapping::open(const std::string& path, const std::string& name, bool observer, bool prefault,
-                      bool huge_pages) {
+Mapping Mapping::open(const std::string& path, const std::string& name, bool observer, bool prefault, bool huge_pages) {
   Mapping m;
   m.path_ = path;
   // O_NONBLOCK: something other than a file planted at the path (a FIFO)
@@ -281,12 +282,14 @@ Mapping Mapping::open(const std::string& path, const std::string& name, bool obs
   m.size_ = file_size;
   int prot = observer ? PROT_READ : PROT_READ | PROT_WRITE;
   m.base_ = map_aligned(m.fd_, file_size, 0, prot, false, huge_pages);
-  if (m.base_ == nullptr) throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", name, errno_text(errno)));
+  if (m.base_ == nullptr)
+    throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", name, errno_text(errno)));
   validate_header(m.header(), file_size, name);
   const Header& h = m.header();
   m.data_ro_size_ = h.capacity;
   m.data_ro_ = map_aligned(m.fd_, h.capacity, h.data_offset, PROT_READ, prefault, huge_pages);
-  if (m.data_ro_ == nullptr) throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", name, errno_text(errno)));
+  if (m.data_ro_ == nullptr)
+    throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", name, errno_text(errno)));
   if (observer) ::flock(m.fd_, LOCK_UN);
   return m;
 }
@@ -349,11 +352,13 @@ void validate_header(const Header& h, std::uint64_t file_size, std::string_view 
                                            name));
   }
   if (magic != kMagic) {
-    throw Error(Errc::IncompatibleSegment, fmt::format("'{}' is not a sealstore segment (magic {:#018x})", name, magic));
+    throw Error(Errc::IncompatibleSegment,
+                fmt::format("'{}' is not a sealstore segment (magic {:#018x})", name, magic));
   }
   if (h.layout_version != kLayoutVersion) {
-    throw Error(Errc::IncompatibleSegment, fmt::format("segment '{}' has layout version {}, this build reads version {}",
-                                                       name, h.layout_version, kLayoutVersion));
+    throw Error(Errc::IncompatibleSegment,
+                fmt::format("segment '{}' has layout version {}, this build reads version {}", name, h.layout_version,
+                            kLayoutVersion));
   }
   if (h.header_bytes != sizeof(Header) || h.fingerprint != layout_fingerprint()) {
     throw Error(Errc::IncompatibleSegment,
@@ -370,10 +375,11 @@ void validate_header(const Header& h, std::uint64_t file_size, std::string_view 
             g.slots_offset == h.slots_offset && g.entries_offset == h.entries_offset &&
             g.pins_offset == h.pins_offset && g.names_offset == h.names_offset && g.alloc_offset == h.alloc_offset &&
             g.alloc_bytes == h.alloc_bytes && g.data_offset == h.data_offset && g.file_size == h.file_size;
-  if (!ok) throw Error(Errc::Corrupt, fmt::format("segment '{}' has a corrupt header: its geometry does not add up", name));
+  if (!ok)
+    throw Error(Errc::Corrupt, fmt::format("segment '{}' has a corrupt header: its geometry does not add up", name));
   if (h.file_size != file_size) {
-    throw Error(Errc::Corrupt, fmt::format("segment '{}' header says {} bytes but the file has {}", name, h.file_size,
-                                           file_size));
+    throw Error(Errc::Corrupt,
+                fmt::format("segment '{}' header says {} bytes but the file has {}", name, h.file_size, file_size));
   }
 }
 

@@ -43,8 +43,7 @@ class Mapping {
   static Mapping create(const CreateParams& p);
   // Opens and maps an existing file after validating its header. Waits (in
   // flock, not spinning) while its creator is still initialising it.
-  static Mapping open(const std::string& path, const std::string& name, bool observer, bool prefault,
-                      bool huge_pages);
+  static Mapping open(const std::string& path, const std::string& name, bool observer, bool prefault, bool huge_pages);
 
   Header& header() const noexcept { return *reinterpret_cast<Header*>(base_); }  // NOLINT
   std::byte* base() const noexcept { return base_; }

@@ -5,11 +5,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstring>
-#include <fmt/format.h>
 #include <limits>
 #include <mutex>
 #include <thread>
@@ -55,8 +55,8 @@ std::uint64_t name_hash(std::string_view s) {
 void validate_object_name(std::string_view name) {
   bool ok = !name.empty() && name.size() < kNameBytes;
   for (char c : name) {
-    bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                   c == '_' || c == '-' || c == ':' || c == '/';
+    bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                   c == '-' || c == ':' || c == '/';
     ok = ok && allowed;
   }
   if (!ok) {
@@ -204,8 +204,8 @@ void Session::join(Role role, WorkerId id) {
   auto st = read_proc_stat(pid_);
   if (!st) throw Error(Errc::InvalidArgument, "cannot read /proc/self/stat: sealstore needs procfs");
   local_pins_bytes_ = round_up(sizeof(std::uint32_t) * header().max_objects, kPageSize);
-  void* p = ::mmap(nullptr, local_pins_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
-                   0);
+  void* p =
+      ::mmap(nullptr, local_pins_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw Error(Errc::OutOfMemory, "cannot map the pin table: " + std::string(std::strerror(errno)));
   local_pins_ = static_cast<std::atomic<std::uint32_t>*>(p);
 
@@ -275,9 +275,9 @@ void Session::check_writable() const {
                                                    name_));
   }
   if (!usable()) {
-    throw Error(Errc::InvalidArgument,
-                fmt::format("this handle on segment '{}' was inherited across fork(); attach again in the child",
-                            name_));
+    throw Error(
+        Errc::InvalidArgument,
+        fmt::format("this handle on segment '{}' was inherited across fork(); attach again in the child", name_));
   }
 }
 
@@ -459,15 +459,13 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
       n *= type.shape[d];
     }
     if (n != size) {
-      throw Error(Errc::InvalidArgument,
-                  fmt::format("{} takes {} bytes, not the {} given", type.describe(), n, size));
+      throw Error(Errc::InvalidArgument, fmt::format("{} takes {} bytes, not the {} given", type.describe(), n, size));
     }
   } else if (type.kind != ValueKind::Bytes && type.kind != ValueKind::String &&
              (type.elem_size == 0 || size % type.elem_size != 0 ||
               (type.kind == ValueKind::Scalar && size != type.elem_size))) {
-    throw Error(Errc::InvalidArgument,
-                fmt::format("{} bytes is not a whole number of {}-byte elements for {}", size, type.elem_size,
-                            type.describe()));
+    throw Error(Errc::InvalidArgument, fmt::format("{} bytes is not a whole number of {}-byte elements for {}", size,
+                                                   type.elem_size, type.describe()));
   }
   if (size > header().capacity) {
     throw Error(Errc::OutOfMemory, fmt::format("an object of {} bytes cannot fit in segment '{}' of capacity {} bytes",
@@ -490,8 +488,8 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
                                                    target->to_string(), e.creator_id, e.creator_pid));
     }
     if (st != EntryState::Unfilled) {
-      throw Error(Errc::AlreadySealed, fmt::format("{} is already filled ({}); a ref is filled once",
-                                                   target->to_string(), state_name(st)));
+      throw Error(Errc::AlreadySealed,
+                  fmt::format("{} is already filled ({}); a ref is filled once", target->to_string(), state_name(st)));
     }
   }
   std::uint64_t offset = 0;
@@ -593,8 +591,8 @@ void Session::abort(std::uint32_t index) noexcept {
 }
 
 std::optional<Session::Pinned> Session::fetch(const RemoteRef& ref,
-                                              std::optional<std::chrono::steady_clock::time_point> deadline,
-                                              bool wait, std::chrono::nanoseconds spin) {
+                                              std::optional<std::chrono::steady_clock::time_point> deadline, bool wait,
+                                              std::chrono::nanoseconds spin) {
   check_writable();
   std::uint32_t index = index_of(ref);
   auto gen = static_cast<std::uint32_t>(ref.id() >> 32U);
@@ -612,8 +610,8 @@ std::optional<Session::Pinned> Session::fetch(const RemoteRef& ref,
         std::uint64_t size = e.size;
         if (offset > header().capacity || size > header().capacity - offset) {
           unpin(index);
-          throw Error(Errc::Corrupt, fmt::format("{} points outside the data region of segment '{}'", ref.to_string(),
-                                                 name_));
+          throw Error(Errc::Corrupt,
+                      fmt::format("{} points outside the data region of segment '{}'", ref.to_string(), name_));
         }
         return Pinned{index, {map_.data_ro() + offset, size}};
       }
@@ -683,7 +681,7 @@ void Session::wait_for_change(Entry& e, std::uint32_t seen, const RemoteRef& ref
 
 void Session::pin(std::uint32_t index) noexcept {
   std::atomic<std::uint32_t>& w = local_pins_[index];  // NOLINT
-  std::uint64_t& word = pin_row(slot_)[index / 64];  // NOLINT
+  std::uint64_t& word = pin_row(slot_)[index / 64];    // NOLINT
   std::uint64_t bit = std::uint64_t{1} << (index % 64);
   std::uint32_t c = w.load(std::memory_order_relaxed);
   for (unsigned spins = 0;; ++spins) {
@@ -777,7 +775,6 @@ void Session::publish_alloc_stats_locked() noexcept {
   store(header().free_extents, alloc.free_extents(), std::memory_order_relaxed);
 }
 
-
 ValueType Session::type_of(std::uint32_t index) const {
   const Entry& e = entry(index);
   ValueType t = raw_type(e);
@@ -834,7 +831,7 @@ void Session::erase(const RemoteRef& ref) {
   }
   if (st == EntryState::Sealed) {
     store(e.state, static_cast<std::uint32_t>(EntryState::ErasePending));  // seq_cst: then read pins
-    if (pinned_anywhere(index)) return;                                     // the last unpin frees it
+    if (pinned_anywhere(index)) return;                                    // the last unpin frees it
   }
   free_entry_locked(index);
 }
@@ -923,8 +920,8 @@ void Session::bind(std::string_view name, const RemoteRef& ref) {
     return;
   }
   if (h.names_bound >= h.max_names) {
-    throw Error(Errc::OutOfMemory, fmt::format("cannot bind '{}': all {} names of segment '{}' are bound", name,
-                                               h.max_names, name_));
+    throw Error(Errc::OutOfMemory,
+                fmt::format("cannot bind '{}': all {} names of segment '{}' are bound", name, h.max_names, name_));
   }
   std::uint32_t mask = h.name_slots - 1;
   std::uint32_t pos = static_cast<std::uint32_t>(hash) & mask;

@@ -5,10 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fmt/format.h>
 #include <memory>
 #include <utility>
 
@@ -107,8 +107,8 @@ Writer Store::create_writer(const RemoteRef& ref, std::uint64_t bytes, const Val
 
 void Store::fail(const RemoteRef& ref, std::string_view reason) { session_->fail(ref, reason); }
 
-View Store::fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline,
-                        bool wait, std::chrono::nanoseconds spin) {
+View Store::fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline, bool wait,
+                        std::chrono::nanoseconds spin) {
   auto p = session_->fetch(ref, deadline, wait, spin);
   if (!p) return View();
   return View(session_, p->index, ref, p->bytes);
@@ -149,8 +149,7 @@ void Store::materialize_into(const RemoteRef& ref, std::span<std::byte> dst, std
 }
 
 void Store::throw_type_mismatch(const RemoteRef& ref, const ValueType& stored, std::string_view wanted) {
-  throw Error(Errc::TypeMismatch,
-              fmt::format("{} holds {}, not {}", ref.to_string(), stored.describe(), wanted));
+  throw Error(Errc::TypeMismatch, fmt::format("{} holds {}, not {}", ref.to_string(), stored.describe(), wanted));
 }
 
 void Store::erase(const RemoteRef& ref) { session_->erase(ref); }
@@ -197,7 +196,8 @@ ValueType View::type() const {
 void View::check(const ValueType& want) const {
   ValueType t = type();
   if (t != want) {
-    throw Error(Errc::TypeMismatch, fmt::format("{} holds {}, not {}", ref_.to_string(), t.describe(), want.describe()));
+    throw Error(Errc::TypeMismatch,
+                fmt::format("{} holds {}, not {}", ref_.to_string(), t.describe(), want.describe()));
   }
 }
 
@@ -206,15 +206,16 @@ void View::check_elements(const ValueType& want) const {
   bool ok = (t.kind == ValueKind::Array || t.kind == ValueKind::NdArray) && t.elem == want.elem &&
             t.elem_size == want.elem_size && t.type_hash == want.type_hash;
   if (!ok) {
-    throw Error(Errc::TypeMismatch, fmt::format("{} holds {}, not {}", ref_.to_string(), t.describe(), want.describe()));
+    throw Error(Errc::TypeMismatch,
+                fmt::format("{} holds {}, not {}", ref_.to_string(), t.describe(), want.describe()));
   }
 }
 
 ValueType View::check_ndarray(const ValueType& want) const {
   ValueType t = type();
   if (t.kind != ValueKind::NdArray || t.elem != want.elem || t.elem_size != want.elem_size) {
-    throw Error(Errc::TypeMismatch, fmt::format("{} holds {}, not an n-d array of {}", ref_.to_string(), t.describe(),
-                                                want.describe()));
+    throw Error(Errc::TypeMismatch,
+                fmt::format("{} holds {}, not an n-d array of {}", ref_.to_string(), t.describe(), want.describe()));
   }
   return t;
 }

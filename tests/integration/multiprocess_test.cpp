@@ -3,9 +3,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <chrono>
 #include <cstring>
-#include <gtest/gtest.h>
 #include <numeric>
 #include <thread>
 
@@ -159,7 +159,7 @@ TEST(MultiProcess, fetch_copies_nothing_and_materialize_copies_once) {
                  static_cast<unsigned long long>(before >> 10U), static_cast<unsigned long long>(after_fetch >> 10U),
                  static_cast<unsigned long long>(after_copy >> 10U));
     if (!same || checksum(copy) != sum) return 1;
-    if (after_fetch - before >= (std::uint64_t{4} << 20U)) return 2;   // fetch: < 4 MiB private
+    if (after_fetch - before >= (std::uint64_t{4} << 20U)) return 2;  // fetch: < 4 MiB private
     if (after_copy - after_fetch < kSize) return 3;                   // materialize: >= the object
     return 0;
   });

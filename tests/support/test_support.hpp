@@ -58,8 +58,8 @@ class Child {
   pid_t pid() const { return pid_; }
   struct Status {
     bool exited = false;
-    int code = -1;    // when exited
-    int signal = 0;   // when killed by a signal
+    int code = -1;   // when exited
+    int signal = 0;  // when killed by a signal
     bool timed_out = false;
   };
   // Waits up to timeout; on timeout kills the child and reports timed_out.

@@ -1,11 +1,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <numeric>
 #include <thread>
 
@@ -19,14 +19,14 @@ using namespace std::chrono_literals;
 using test::SegmentGuard;
 using test::small_options;
 
-#define EXPECT_ERRC(stmt, errc)                                                   \
-  do {                                                                            \
-    try {                                                                         \
-      stmt;                                                                       \
-      ADD_FAILURE() << #stmt " did not throw";                                    \
-    } catch (const ::sealstore::Error& e_) {                                      \
-      EXPECT_EQ(e_.code(), errc) << e_.what();                                    \
-    }                                                                             \
+#define EXPECT_ERRC(stmt, errc)                \
+  do {                                         \
+    try {                                      \
+      stmt;                                    \
+      ADD_FAILURE() << #stmt " did not throw"; \
+    } catch (const ::sealstore::Error& e_) {   \
+      EXPECT_EQ(e_.code(), errc) << e_.what(); \
+    }                                          \
   } while (0)
 
 TEST(Store, create_attach_and_remove) {
