@@ -10,7 +10,7 @@
 #include <functional>
 #include <string>
 
-#include "errc.hpp"
+#include "support/errc.hpp"
 #include "sealstore/sealstore.hpp"
 #include "support/test_support.hpp"
 

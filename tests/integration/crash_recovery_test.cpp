@@ -14,7 +14,7 @@
 #include <optional>
 #include <thread>
 
-#include "errc.hpp"
+#include "support/errc.hpp"
 #include "sealstore/sealstore.hpp"
 #include "segment/layout.hpp"
 #include "store/session.hpp"

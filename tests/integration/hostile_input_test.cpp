@@ -8,7 +8,7 @@
 #include <limits>
 #include <string>
 
-#include "errc.hpp"
+#include "support/errc.hpp"
 #include "sealstore/sealstore.hpp"
 #include "support/test_support.hpp"
 

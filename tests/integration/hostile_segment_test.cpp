@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "errc.hpp"
+#include "support/errc.hpp"
 #include "sealstore/sealstore.hpp"
 #include "segment/layout.hpp"
 #include "support/test_support.hpp"

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "sealstore/sealstore.hpp"
+#include "support/errc.hpp"
 #include "support/test_support.hpp"
 
 namespace sealstore {
@@ -106,16 +107,6 @@ auto lambda_twice = [](double x) { return 2 * x; };
 SEALSTORE_REGISTER("twice", lambda_twice);
 
 // ---- helpers
-
-#define EXPECT_ERRC(stmt, errc)                \
-  do {                                         \
-    try {                                      \
-      stmt;                                    \
-      ADD_FAILURE() << #stmt " did not throw"; \
-    } catch (const ::sealstore::Error& e_) {   \
-      EXPECT_EQ(e_.code(), errc) << e_.what(); \
-    }                                          \
-  } while (0)
 
 // The message of the Error that stmt throws, or "" (a failure) if none.
 template <class F>

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "sealstore/sealstore.hpp"
+#include "support/errc.hpp"
 #include "support/test_support.hpp"
 
 namespace sealstore {
@@ -18,16 +19,6 @@ namespace {
 using namespace std::chrono_literals;
 using test::SegmentGuard;
 using test::small_options;
-
-#define EXPECT_ERRC(stmt, errc)                \
-  do {                                         \
-    try {                                      \
-      stmt;                                    \
-      ADD_FAILURE() << #stmt " did not throw"; \
-    } catch (const ::sealstore::Error& e_) {   \
-      EXPECT_EQ(e_.code(), errc) << e_.what(); \
-    }                                          \
-  } while (0)
 
 TEST(Store, create_attach_and_remove) {
   SegmentGuard g;
