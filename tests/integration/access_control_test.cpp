@@ -10,8 +10,8 @@
 #include <functional>
 #include <string>
 
-#include "support/errc.hpp"
 #include "sealstore/sealstore.hpp"
+#include "support/errc.hpp"
 #include "support/test_support.hpp"
 
 namespace sealstore {

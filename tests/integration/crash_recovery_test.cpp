@@ -14,10 +14,10 @@
 #include <optional>
 #include <thread>
 
-#include "support/errc.hpp"
 #include "sealstore/sealstore.hpp"
 #include "segment/layout.hpp"
 #include "store/session.hpp"
+#include "support/errc.hpp"
 #include "support/test_support.hpp"
 #include "sync/atomics.hpp"
 

@@ -8,8 +8,8 @@
 #include <limits>
 #include <string>
 
-#include "support/errc.hpp"
 #include "sealstore/sealstore.hpp"
+#include "support/errc.hpp"
 #include "support/test_support.hpp"
 
 namespace sealstore {

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "support/errc.hpp"
 #include "sealstore/sealstore.hpp"
 #include "segment/layout.hpp"
+#include "support/errc.hpp"
 #include "support/test_support.hpp"
 
 namespace sealstore {
