@@ -149,6 +149,19 @@ class ProcessWatch {
   int fd_;
 };
 
+// A watch on every pool worker attached to segment, seen from outside the
+// pool's process (an observer attach).
+std::vector<std::unique_ptr<ProcessWatch>> watch_workers(const std::string& segment) {
+  AttachOptions observe;
+  observe.observer = true;
+  Store s = Store::attach(segment, observe);
+  std::vector<std::unique_ptr<ProcessWatch>> watches;
+  for (const ProcessInfo& p : s.processes()) {
+    if (p.role == Role::Worker) watches.push_back(std::make_unique<ProcessWatch>(p.pid));
+  }
+  return watches;
+}
+
 // No child process of this one is left, running or unreaped.
 bool no_children() {
   siginfo_t info{};
@@ -618,15 +631,7 @@ void expect_cleanup_after(const std::function<void(Pipe&)>& end, int expected_si
     return 5;
   });
   ASSERT_EQ(ready.receive(), 'x');
-  AttachOptions observe;
-  observe.observer = true;
-  std::vector<std::unique_ptr<ProcessWatch>> watches;
-  {
-    Store s = Store::attach(g.name(), observe);
-    for (const ProcessInfo& p : s.processes()) {
-      if (p.role == Role::Worker) watches.push_back(std::make_unique<ProcessWatch>(p.pid));
-    }
-  }
+  auto watches = watch_workers(g.name());
   ASSERT_EQ(watches.size(), 2U);
   if (expected_signal == SIGINT || expected_signal == SIGTERM) c.kill(expected_signal);
   go.send();
@@ -688,15 +693,7 @@ TEST(PoolCleanup, sigkill_of_the_owner_leaves_no_worker_behind) {
     return 5;
   });
   ASSERT_EQ(ready.receive(), 'x');
-  AttachOptions observe;
-  observe.observer = true;
-  std::vector<std::unique_ptr<ProcessWatch>> watches;
-  {
-    Store s = Store::attach(g.name(), observe);
-    for (const ProcessInfo& p : s.processes()) {
-      if (p.role == Role::Worker) watches.push_back(std::make_unique<ProcessWatch>(p.pid));
-    }
-  }
+  auto watches = watch_workers(g.name());
   ASSERT_EQ(watches.size(), 2U);
   c.kill(SIGKILL);
   EXPECT_EQ(c.wait().signal, SIGKILL);
