@@ -620,8 +620,7 @@ std::optional<Session::Pinned> Session::fetch(const RemoteRef& ref,
     }
     if (st == EntryState::Unfilled || st == EntryState::Writing) {
       if (!wait) return std::nullopt;
-      bool spun = spin > std::chrono::nanoseconds::zero();
-      bool settled = spun && spin_until_settled(e, spin, deadline);
+      bool settled = spin > std::chrono::nanoseconds::zero() && spin_until_settled(e, spin, deadline);
       spin = {};  // one bounded spin per fetch; after it, sleep
       if (settled) continue;
       wait_for_change(e, static_cast<std::uint32_t>(st), ref, deadline);
