@@ -134,6 +134,22 @@ TEST_F(AccessControl, a_group_shared_segment_admits_its_group_and_no_one_else) {
   EXPECT_EQ(owner.processes().size(), 1U) << "the group member detached; the refused one never attached";
 }
 
+// A segment file someone else owns may have been planted: its owner wrote
+// every byte of it. A process attaches only to its own segments (or
+// root's) unless it names the owner as trusted.
+TEST_F(AccessControl, a_segment_file_owned_by_another_user_is_refused) {
+  SegmentGuard g;
+  { Store s = Store::create(g.name(), small_options()); }
+  ASSERT_EQ(::chown(Store::path_of(g.name()).c_str(), kNobody, kNogroup), 0);
+  try {
+    Store::attach(g.name());
+    ADD_FAILURE() << "root attached to a segment file owned by nobody";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::PermissionDenied) << e.what();
+    EXPECT_NE(std::string(e.what()).find("owned by uid 65534"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(AccessControl, segments_are_owner_only_whatever_the_umask) {
   SegmentGuard g1;
   SegmentGuard g2;

@@ -17,6 +17,7 @@
 #include "sealstore/sealstore.hpp"
 #include "segment/layout.hpp"
 #include "support/errc.hpp"
+#include "support/segment_file.hpp"
 #include "support/test_support.hpp"
 
 namespace sealstore {
@@ -30,43 +31,7 @@ using detail::ProcessSlot;
 using test::Child;
 using test::SegmentGuard;
 using test::small_options;
-
-class File {
- public:
-  explicit File(const std::string& name) : fd_(::open(Store::path_of(name).c_str(), O_RDWR | O_CLOEXEC)) {
-    if (fd_ < 0) throw std::runtime_error("cannot open the segment file");
-  }
-  ~File() { ::close(fd_); }
-  File(const File&) = delete;
-  File& operator=(const File&) = delete;
-
-  template <class T>
-  void write(std::uint64_t offset, const T& v) const {
-    if (::pwrite(fd_, &v, sizeof v, static_cast<off_t>(offset)) != static_cast<ssize_t>(sizeof v)) {
-      throw std::runtime_error("pwrite failed");
-    }
-  }
-  template <class T>
-  T read(std::uint64_t offset) const {
-    T v{};
-    if (::pread(fd_, &v, sizeof v, static_cast<off_t>(offset)) != static_cast<ssize_t>(sizeof v)) {
-      throw std::runtime_error("pread failed");
-    }
-    return v;
-  }
-  void fill(std::uint64_t offset, std::uint64_t bytes, unsigned char c) const {
-    std::vector<unsigned char> buf(bytes, c);
-    if (::pwrite(fd_, buf.data(), buf.size(), static_cast<off_t>(offset)) != static_cast<ssize_t>(bytes)) {
-      throw std::runtime_error("pwrite failed");
-    }
-  }
-  void resize(std::uint64_t bytes) const {
-    if (::ftruncate(fd_, static_cast<off_t>(bytes)) != 0) throw std::runtime_error("ftruncate failed");
-  }
-
- private:
-  int fd_;
-};
+using File = test::SegmentFile;
 
 std::uint32_t index_of(const RemoteRef& r) { return static_cast<std::uint32_t>(r.id() & 0xffffffffU); }
 

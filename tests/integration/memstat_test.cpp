@@ -313,9 +313,15 @@ class Memstat {
       ::dup2(in[0], 0);
       ::dup2(out[1], 1);
       ::dup2(err[1], 2);
-      if (ro.as_nobody && ::geteuid() == 0 &&
-          (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0)) {
-        ::_exit(126);
+      if (ro.as_nobody && ::geteuid() == 0) {
+        // Executed by descriptor, opened before the privileges go: the
+        // build tree may sit where nobody cannot reach (a 0700 home).
+        int exe = ::open(argv[0], O_RDONLY | O_CLOEXEC);
+        if (exe < 0 || ::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) {
+          ::_exit(126);
+        }
+        ::fexecve(exe, argv.data(), envp.data());
+        ::_exit(127);
       }
       ::execve(argv[0], argv.data(), envp.data());
       ::_exit(127);

@@ -411,6 +411,20 @@ TEST(Pool, remove_lets_the_queue_finish) {
   for (int i = 0; i < 10; ++i) EXPECT_EQ(pool.store().fetch(refs[static_cast<std::size_t>(i)]).as<int>(), i + 100);
 }
 
+// An idle worker asleep on its queue stops when removed, however the stop
+// request and its sleep interleave: never killed for missing the wake-up.
+TEST(Pool, an_idle_worker_always_stops_cleanly_when_removed) {
+  SegmentGuard g;
+  Pool pool = Pool::create(g.name(), small_pool());
+  for (int round = 0; round < 40; ++round) {
+    WorkerId id = pool.add(1).at(0);
+    EXPECT_EQ(pool.call<int>(id, "add", round, 1), round + 1);  // it is up, and goes back to sleep
+    pool.remove(id, 500ms);
+    std::string msg = error_of([&] { pool.run_at(id, "add", 1, 2); }, Errc::InvalidArgument);
+    EXPECT_TRUE(contains(msg, "was removed") && !contains(msg, "killed")) << "round " << round << ": " << msg;
+  }
+}
+
 TEST(Pool, remove_kills_a_worker_that_does_not_stop_in_time) {
   SegmentGuard g;
   Pool pool = Pool::create(g.name(), small_pool());

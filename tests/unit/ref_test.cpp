@@ -27,6 +27,20 @@ TEST(RemoteRef, to_string_and_parse_round_trip) {
   EXPECT_EQ(back.id(), r.id());
 }
 
+TEST(RemoteRef, parse_is_the_exact_inverse_of_to_string_for_every_ref) {
+  RemoteRef null;
+  EXPECT_EQ(RemoteRef::parse(null.to_string()), null);
+  EXPECT_TRUE(RemoteRef::parse(null.to_string()).is_null());
+  // Refs no segment issues (generation 0) still print and parse back.
+  RemoteRef odd(0x10U, 7, 0, 0);
+  EXPECT_EQ(RemoteRef::parse(odd.to_string()), odd);
+  RemoteRef big(0xffffffffU, ~std::uint64_t{0}, 0xffffffffU, 0xffffffffU);
+  RemoteRef back = RemoteRef::parse(big.to_string());
+  EXPECT_EQ(back, big);
+  EXPECT_EQ(back.where(), big.where());
+  EXPECT_EQ(back.whence(), big.whence());
+}
+
 TEST(RemoteRef, parse_rejects_malformed_text_with_invalid_argument) {
   const char* bad[] = {
       "",
@@ -74,6 +88,19 @@ TEST(ValueType, describe_names_kind_element_and_shape) {
   EXPECT_EQ(element_type<int>(ValueKind::Array).describe(), "i32[]");
   EXPECT_EQ(element_type<float>(ValueKind::Scalar).describe(), "f32");
   EXPECT_EQ(ValueType{}.describe(), "bytes");
+}
+
+// The form value.hpp's comment shows: one {first, last} per dimension.
+TEST(NdView, slice_takes_one_range_per_dimension_as_documented) {
+  NdArray<double> a({10, 10}, 1.0);
+  a(0, 4) = 2.0;
+  NdView<double> corner = a.view().slice({0, 5}, {0, 5});
+  EXPECT_EQ(corner.extent(0), 5U);
+  EXPECT_EQ(corner.extent(1), 5U);
+  EXPECT_EQ(corner(0, 4), 2.0);
+  NdView<double> rows = a.view().slice({2, 4});
+  EXPECT_EQ(rows.extent(0), 2U);
+  EXPECT_EQ(rows.extent(1), 10U);
 }
 
 TEST(NdView, indexes_and_slices_without_copying) {

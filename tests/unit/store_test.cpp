@@ -608,6 +608,101 @@ TEST(Store, views_and_writers_are_move_only_and_moved_from_is_empty) {
   EXPECT_EQ(s.info().objects, 0U);
 }
 
+TEST(Store, a_moved_from_store_refuses_every_call_with_a_clear_error) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.put(3);
+  Store t = std::move(s);
+  auto refused = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return e.code() == Errc::InvalidArgument && std::string(e.what()).find("moved") != std::string::npos;
+    }
+    return false;
+  };
+  // NOLINTBEGIN(bugprone-use-after-move): what a moved-from Store does is the point
+  EXPECT_TRUE(refused([&] { s.put(4); }));
+  EXPECT_TRUE(refused([&] { s.fetch(r); }));
+  EXPECT_TRUE(refused([&] { s.try_fetch(r); }));
+  EXPECT_TRUE(refused([&] { s.materialize<int>(r); }));
+  EXPECT_TRUE(refused([&] { s.make_ref(); }));
+  EXPECT_TRUE(refused([&] { s.erase(r); }));
+  EXPECT_TRUE(refused([&] { (void)s.contains(r); }));
+  EXPECT_TRUE(refused([&] { s.lookup("x"); }));
+  EXPECT_TRUE(refused([&] { s.info(); }));
+  EXPECT_TRUE(refused([&] { s.objects(); }));
+  EXPECT_TRUE(refused([&] { s.recover(); }));
+  EXPECT_TRUE(refused([&] { (void)s.name(); }));
+  EXPECT_TRUE(refused([&] { (void)s.myid(); }));
+  // NOLINTEND(bugprone-use-after-move)
+  EXPECT_EQ(t.fetch(r).as<int>(), 3);
+  s = std::move(t);
+  EXPECT_EQ(s.fetch(r).as<int>(), 3) << "assigning to a moved-from store makes it whole again";
+}
+
+// The maker of a ref is its creator, whoever fills it.
+TEST(Store, an_objects_creator_is_the_worker_that_made_it_and_its_filler_is_recorded) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  Store other = Store::attach(g.name());
+  RemoteRef r = s.make_ref(other.myid());
+  other.put(r, 42);
+  ObjectInfo o = s.objects().at(0);
+  EXPECT_EQ(o.creator, s.myid());
+  EXPECT_EQ(o.sealed_by, other.myid());
+  RemoteRef mine = other.put(1);
+  for (const ObjectInfo& i : s.objects()) {
+    if (i.ref == mine) {
+      EXPECT_EQ(i.creator, other.myid());
+      EXPECT_EQ(i.sealed_by, other.myid());
+    }
+  }
+}
+
+TEST(Store, errors_say_what_happened_to_the_ref_and_name_the_segment) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.put(1);
+  RemoteRef never(r.segment_tag(), (std::uint64_t{7} << 32U) | 900U, 1, 1);
+  try {
+    s.fetch(never);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::NotFound);
+    EXPECT_EQ(std::string(e.what()).find("erased"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("never"), std::string::npos) << e.what();
+  }
+  s.erase(r);
+  try {
+    s.fetch(r);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("erased"), std::string::npos) << e.what();
+  }
+  RemoteRef unfilled = s.make_ref();
+  try {
+    s.fetch(unfilled, std::chrono::milliseconds(1));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::Timeout);
+    EXPECT_NE(std::string(e.what()).find(g.name()), std::string::npos) << e.what();
+  }
+}
+
+TEST(Store, contains_is_false_from_the_erase_on_even_while_the_free_waits_for_a_view) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef r = s.put(1);
+  View v = s.fetch(r);
+  EXPECT_TRUE(s.contains(r));
+  s.erase(r);
+  EXPECT_FALSE(s.contains(r));
+  EXPECT_EQ(v.as<int>(), 1);
+  v.reset();
+  EXPECT_FALSE(s.contains(r));
+}
+
 TEST(Store, space_is_reused_and_coalesced) {
   SegmentGuard g;
   Store s = Store::create(g.name(), small_options(1 << 20));
