@@ -33,10 +33,14 @@ class RemoteRef {
   WorkerId whence() const noexcept { return whence_; }
   bool is_null() const noexcept { return id_ == 0; }
 
-  // "RemoteRef(where=2, whence=1, id=7f3a91c2:42:1)"
+  // "RemoteRef(where=2, whence=1, id=7f3a91c2:42:1)": where, whence, then
+  // the segment tag, entry index and generation of the id. The null ref is
+  // "RemoteRef(where=0, whence=0, id=00000000:0:0)".
   std::string to_string() const;
-  // The exact inverse of to_string(). Throws Error(InvalidArgument) naming
-  // the text when it is not of that form.
+  // The exact inverse of to_string(), for every ref (the null ref too):
+  // parse(r.to_string()) == r, with the same where and whence. Only
+  // to_string's own spelling is accepted (lower-case hex, no leading zeros).
+  // Throws Error(InvalidArgument) naming the text when it is not of that form.
   static RemoteRef parse(std::string_view text);
 
   // Identity is the object: where and whence are descriptive only.

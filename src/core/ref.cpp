@@ -47,8 +47,7 @@ RemoteRef RemoteRef::parse(std::string_view text) {
   std::uint32_t gen = 0;
   bool ok = take(s, "RemoteRef(where=") && take_number(s, where, 10) && take(s, ", whence=") &&
             take_number(s, whence, 10) && take(s, ", id=") && take_number(s, tag, 16, 8) && take(s, ":") &&
-            take_number(s, index, 10) && take(s, ":") && take_number(s, gen, 10) && take(s, ")") && s.empty() &&
-            gen != 0;
+            take_number(s, index, 10) && take(s, ":") && take_number(s, gen, 10) && take(s, ")") && s.empty();
   if (!ok) {
     throw Error(
         Errc::InvalidArgument,

@@ -50,7 +50,6 @@ TEST(RemoteRef, parse_rejects_malformed_text_with_invalid_argument) {
       "RemoteRef(where=-2, whence=1, id=7f3a91c2:42:3)",
       "RemoteRef(where=02, whence=1, id=7f3a91c2:42:3)",  // leading zero
       "RemoteRef(where=2, whence=1, id=7f3a91c:42:3)",    // 7 hex digits
-      "RemoteRef(where=2, whence=1, id=7f3a91c2:42:0)",   // generation 0 is never issued
       "RemoteRef(where=2, whence=1, id=7f3a91c2:42:99999999999)",
       "RemoteRef(where=2, whence=1, id=zzzzzzzz:42:3)",
   };
