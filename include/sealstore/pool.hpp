@@ -318,10 +318,10 @@ bool register_function(std::string_view name, F fn) noexcept {
 
 struct PoolOptions {
   // The segment the pool creates, and removes when it goes.
-  CreateOptions store;
+  CreateOptions store{};
   // The worker executable: empty for this program (/proc/self/exe), which
   // must call Pool::is_worker/worker_main first thing in main().
-  std::string executable;
+  std::string executable{};
   // Workers alive at once (at most 120: the segment has 128 process slots).
   std::uint32_t max_workers = 64;
   // Tasks queued per worker; run_at waits (sleeping) while a queue is full.

@@ -26,16 +26,18 @@ enum class Role : std::uint8_t { Owner, Worker, Client };
 std::string_view to_string(Role r) noexcept;
 
 struct ObjectInfo {
-  RemoteRef ref;
+  RemoteRef ref{};
   ObjectState state = ObjectState::Unfilled;
   std::uint64_t size = 0;  // bytes
-  ValueType type;
-  WorkerId creator = 0;  // worker that made the object
+  ValueType type{};
+  WorkerId creator = 0;  // the worker that made the object (or the ref it fills): ref.whence()
   std::int32_t creator_pid = 0;
+  WorkerId sealed_by = 0;  // the worker that filled it (0 while nobody has); may differ from creator
+  std::int32_t sealed_by_pid = 0;
   std::uint64_t created_unix_ns = 0;
-  std::vector<WorkerId> pinned_by;  // workers holding at least one View
+  std::vector<WorkerId> pinned_by{};  // workers holding at least one View
   std::uint32_t waiters = 0;        // fetches sleeping until it is sealed
-  std::vector<std::string> names;   // names bound to it
+  std::vector<std::string> names{};  // names bound to it
 };
 
 struct ProcessInfo {
@@ -52,8 +54,8 @@ struct ProcessInfo {
 };
 
 struct SegmentInfo {
-  std::string name;
-  std::string path;  // the backing file
+  std::string name{};
+  std::string path{};  // the backing file
   std::uint32_t layout_version = 0;
   std::uint32_t segment_tag = 0;
   std::uint32_t mode = 0;          // permission bits of the backing file

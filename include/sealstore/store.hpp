@@ -3,6 +3,8 @@
 // may attach to one segment at once. Every call throws sealstore::Error; the
 // comment on each call lists its codes. Calls do not block unless they say so.
 // A Store inherited across fork() is unusable in the child: attach again.
+// A moved-from Store is empty: every call on it throws InvalidArgument
+// (assigning another Store to it makes it usable again).
 #pragma once
 
 #include <chrono>
@@ -50,7 +52,7 @@ struct CreateOptions {
   bool huge_pages = false;
   // Where the backing file lives: "/dev/shm" unless set (another tmpfs, a
   // huge-page tmpfs). The file is DIRECTORY/sealstore.NAME.
-  std::string directory;
+  std::string directory{};
 };
 
 struct AttachOptions {
@@ -58,7 +60,7 @@ struct AttachOptions {
   // objects take no minor faults (attach takes longer).
   bool prefault = false;
   bool huge_pages = false;
-  std::string directory;
+  std::string directory{};
   // Observer: map the segment read-only, take no process slot, pin and lock
   // nothing. Only introspection works (info, processes, objects, lookup);
   // the rest throws InvalidArgument. memstat attaches this way.
@@ -66,6 +68,12 @@ struct AttachOptions {
   // For the worker pool: the role and id this process attaches as.
   Role role = Role::Client;
   WorkerId id = 0;  // 0: the next free id
+  // Whose segment files to trust besides this process's own user and root.
+  // Whoever owns the file could have written every byte in it, so attach
+  // refuses (PermissionDenied) a file owned by anyone else unless its uid
+  // is listed here: for example, the creator of a group-shared (0660)
+  // segment. Observers, which only read, are not held to this.
+  std::vector<std::uint32_t> trusted_owners{};
 };
 
 // "Wait for ever": the default for fetch.
@@ -119,9 +127,9 @@ class Store {
   // Detaches when the last Store, View and Writer of this attachment are gone.
   ~Store();
 
-  const std::string& name() const noexcept;
+  const std::string& name() const;
   // This process's worker id in the store.
-  WorkerId myid() const noexcept;
+  WorkerId myid() const;
 
   // An unfilled ref that any attached process may fill once. where defaults
   // to this process. Errors: OutOfMemory (object table full).
@@ -193,7 +201,11 @@ class Store {
   // fails with NotFound from now on). Names bound to it are unbound.
   // Errors: NotFound, NotSealed (a writer is filling it).
   void erase(const RemoteRef& ref);
-  // True while ref names a live object of this segment, in any state.
+  // True while ref names an object of this segment that is not erased, in
+  // any state (unfilled, being written, sealed, or failed). False from the
+  // moment erase(ref) returns, even while the free itself waits for the
+  // last View: such an object can no longer be fetched. Never throws for a
+  // ref of another segment or the null ref (false).
   bool contains(const RemoteRef& ref) const;
 
   // Store-wide names. Names: 1..63 of letters, digits, '.', '_', '-', ':',
@@ -218,6 +230,8 @@ class Store {
 
  private:
   explicit Store(std::shared_ptr<detail::Session> s) noexcept;
+  // The session, or Error(InvalidArgument) for a moved-from Store.
+  detail::Session& session_ref() const;
   View fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline, bool wait,
                    std::chrono::nanoseconds spin = {});
   [[noreturn]] static void throw_type_mismatch(const RemoteRef& ref, const ValueType& stored, std::string_view wanted);

@@ -174,9 +174,17 @@ class NdView {
   template <class... I>
   const T& at(I... idx) const;
 
-  // Half-open ranges [first, last) per leading dimension; missing trailing
-  // dimensions are taken whole. view.slice({0, 5}, {0, 5}) is a 5x5 corner.
-  NdView slice(std::initializer_list<std::pair<std::uint64_t, std::uint64_t>> ranges) const;
+  // Half-open ranges [first, last), one per leading dimension; missing
+  // trailing dimensions are taken whole. view.slice({0, 5}, {0, 5}) is the
+  // 5x5 corner of a matrix; view.slice({2, 4}) its rows 2 and 3. Throws
+  // InvalidArgument for a range out of bounds or more ranges than dimensions.
+  using Range = std::pair<std::uint64_t, std::uint64_t>;
+  NdView slice(Range r0) const { return slice({r0}); }
+  NdView slice(Range r0, Range r1) const { return slice({r0, r1}); }
+  NdView slice(Range r0, Range r1, Range r2) const { return slice({r0, r1, r2}); }
+  NdView slice(Range r0, Range r1, Range r2, Range r3) const { return slice({r0, r1, r2, r3}); }
+  // The same, the ranges as one list: view.slice({{0, 5}, {0, 5}}).
+  NdView slice(std::initializer_list<Range> ranges) const;
 
  private:
   const T* data_ = nullptr;
@@ -199,7 +207,7 @@ const T& NdView<T>::at(I... idx) const {
 }
 
 template <Arithmetic T>
-NdView<T> NdView<T>::slice(std::initializer_list<std::pair<std::uint64_t, std::uint64_t>> ranges) const {
+NdView<T> NdView<T>::slice(std::initializer_list<Range> ranges) const {
   if (ranges.size() > rank_) throw_invalid_index("more slice ranges than dimensions");
   NdView out = *this;
   std::size_t d = 0;

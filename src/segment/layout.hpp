@@ -56,9 +56,9 @@ struct alignas(64) Entry {
   std::uint32_t writer_slot;  // slot filling it while Writing, else kNoSlot; under lock
   std::uint32_t names;        // names bound to it; under lock
   std::uint32_t where;        // WorkerId; under lock
-  std::uint32_t whence;       // WorkerId that made the ref; under lock
-  std::uint32_t creator_id;   // WorkerId that wrote the data; under lock
-  std::int32_t creator_pid;   // under lock
+  std::uint32_t whence;       // WorkerId that made the ref (or object); under lock
+  std::uint32_t creator_id;   // WorkerId that wrote the data (0 while unfilled); under lock
+  std::int32_t creator_pid;   // pid of creator_id; under lock
   std::uint64_t created_ns;   // CLOCK_REALTIME when made; under lock
   // --- line 2: the value's type, written with the data, immutable once sealed
   std::uint8_t kind;  // ValueKind
@@ -69,7 +69,8 @@ struct alignas(64) Entry {
   std::uint64_t type_hash;
   std::uint64_t shape[kMaxRank];
   std::uint64_t sealed_ns;  // CLOCK_REALTIME when sealed; written by the writer before sealing
-  std::uint64_t reserved1;
+  std::int32_t maker_pid;   // pid of whence when it made the ref; under lock
+  std::uint32_t reserved1;
 };
 static_assert(sizeof(Entry) == 128);
 

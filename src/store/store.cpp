@@ -77,11 +77,16 @@ bool Store::exists(std::string_view name, std::string_view directory) {
   return ::access(path_of(name, directory).c_str(), F_OK) == 0;
 }
 
-const std::string& Store::name() const noexcept { return session_->name(); }
-WorkerId Store::myid() const noexcept { return session_->id(); }
+detail::Session& Store::session_ref() const {
+  if (!session_) throw Error(Errc::InvalidArgument, "this Store is empty (it was moved from)");
+  return *session_;
+}
 
-RemoteRef Store::make_ref() { return session_->make_ref(session_->id()); }
-RemoteRef Store::make_ref(WorkerId where) { return session_->make_ref(where); }
+const std::string& Store::name() const { return session_ref().name(); }
+WorkerId Store::myid() const { return session_ref().id(); }
+
+RemoteRef Store::make_ref() { return session_ref().make_ref(session_ref().id()); }
+RemoteRef Store::make_ref(WorkerId where) { return session_ref().make_ref(where); }
 
 RemoteRef Store::put_bytes(const ValueType& type, std::span<const std::byte> bytes) {
   Writer w = create_writer(bytes.size(), type);
@@ -96,20 +101,20 @@ void Store::put_bytes(const RemoteRef& ref, const ValueType& type, std::span<con
 }
 
 Writer Store::create_writer(std::uint64_t bytes, const ValueType& type) {
-  auto c = session_->begin_write(nullptr, bytes, type);
+  auto c = session_ref().begin_write(nullptr, bytes, type);
   return Writer(session_, c.index, c.ref, c.bytes);
 }
 
 Writer Store::create_writer(const RemoteRef& ref, std::uint64_t bytes, const ValueType& type) {
-  auto c = session_->begin_write(&ref, bytes, type);
+  auto c = session_ref().begin_write(&ref, bytes, type);
   return Writer(session_, c.index, c.ref, c.bytes);
 }
 
-void Store::fail(const RemoteRef& ref, std::string_view reason) { session_->fail(ref, reason); }
+void Store::fail(const RemoteRef& ref, std::string_view reason) { session_ref().fail(ref, reason); }
 
 View Store::fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline, bool wait,
                         std::chrono::nanoseconds spin) {
-  auto p = session_->fetch(ref, deadline, wait, spin);
+  auto p = session_ref().fetch(ref, deadline, wait, spin);
   if (!p) return View();
   return View(session_, p->index, ref, p->bytes);
 }
@@ -152,15 +157,15 @@ void Store::throw_type_mismatch(const RemoteRef& ref, const ValueType& stored, s
   throw Error(Errc::TypeMismatch, fmt::format("{} holds {}, not {}", ref.to_string(), stored.describe(), wanted));
 }
 
-void Store::erase(const RemoteRef& ref) { session_->erase(ref); }
-bool Store::contains(const RemoteRef& ref) const { return session_->contains(ref); }
-void Store::bind(std::string_view name, const RemoteRef& ref) { session_->bind(name, ref); }
-std::optional<RemoteRef> Store::lookup(std::string_view name) const { return session_->lookup(name); }
-bool Store::unbind(std::string_view name) { return session_->unbind(name); }
-SegmentInfo Store::info() const { return session_->info(); }
-std::vector<ProcessInfo> Store::processes() const { return session_->processes(); }
-std::vector<ObjectInfo> Store::objects() const { return session_->objects(); }
-std::size_t Store::recover() { return session_->recover(); }
+void Store::erase(const RemoteRef& ref) { session_ref().erase(ref); }
+bool Store::contains(const RemoteRef& ref) const { return session_ref().contains(ref); }
+void Store::bind(std::string_view name, const RemoteRef& ref) { session_ref().bind(name, ref); }
+std::optional<RemoteRef> Store::lookup(std::string_view name) const { return session_ref().lookup(name); }
+bool Store::unbind(std::string_view name) { return session_ref().unbind(name); }
+SegmentInfo Store::info() const { return session_ref().info(); }
+std::vector<ProcessInfo> Store::processes() const { return session_ref().processes(); }
+std::vector<ObjectInfo> Store::objects() const { return session_ref().objects(); }
+std::size_t Store::recover() { return session_ref().recover(); }
 
 // ---- View
 

@@ -858,6 +858,8 @@ TEST(Memstat, json_of_every_view_parses_and_matches_schema_version_1) {
         expect_type(o, "names", &Json::is_array);
         expect_type(o["creator"], "worker_id", &Json::is_integer);
         expect_type(o["creator"], "pid", &Json::is_integer);
+        expect_type(o["sealed_by"], "worker_id", &Json::is_integer);
+        expect_type(o["sealed_by"], "pid", &Json::is_integer);
         for (const auto& p : o["pinned_by"].array()) {
           expect_type(p, "worker_id", &Json::is_integer);
           expect_type(p, "pid", &Json::is_integer);

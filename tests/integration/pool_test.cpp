@@ -246,8 +246,10 @@ TEST(Pool, run_at_returns_a_ref_the_worker_seals) {
   EXPECT_EQ(pool.store().fetch(r, 30s).as<int>(), 5);
   auto objects = pool.store().objects();
   ASSERT_EQ(objects.size(), 1U);
-  EXPECT_EQ(objects[0].creator, 3U) << "the worker sealed it";
-  EXPECT_EQ(objects[0].creator_pid, pool.pid(3));
+  EXPECT_EQ(objects[0].creator, 1U) << "the pool's process made the ref";
+  EXPECT_EQ(objects[0].creator_pid, ::getpid());
+  EXPECT_EQ(objects[0].sealed_by, 3U) << "the worker sealed it";
+  EXPECT_EQ(objects[0].sealed_by_pid, pool.pid(3));
   pool.store().erase(r);
 
   EXPECT_EQ(pool.call<int>(2, "add", -4, 1), -3);

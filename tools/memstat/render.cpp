@@ -275,6 +275,9 @@ std::string objects_text(const Options& o, const Snapshot& s, const Snapshot* pr
     for (WorkerId id : obj->pinned_by) pins += fmt::format("{}{}", pins.empty() ? "" : ", ", id);
     std::string creator = obj->creator_pid != 0 ? fmt::format("{} (pid {})", obj->creator, obj->creator_pid)
                                                 : std::to_string(obj->creator);
+    if (obj->sealed_by != 0 && obj->sealed_by != obj->creator) {
+      creator += fmt::format(", filled by {}", obj->sealed_by);
+    }
     t.add_row({obj->ref.to_string(), join_names(obj->names), human_size(obj->size), obj->type.describe(),
                std::string(to_string(obj->state)), creator, pins.empty() ? "-" : pins,
                human_age(seconds_between(s.time_unix_ns, obj->created_unix_ns))});
@@ -512,6 +515,7 @@ void json_objects(JsonWriter& j, const Options& o, const Snapshot& s) {
     j.end_array();
     j.member("size", obj->size).member("type", obj->type.describe()).member("state", to_string(obj->state));
     j.key("creator").begin_object().member("worker_id", obj->creator).member("pid", obj->creator_pid).end_object();
+    j.key("sealed_by").begin_object().member("worker_id", obj->sealed_by).member("pid", obj->sealed_by_pid).end_object();
     j.member("created_unix_ns", obj->created_unix_ns);
     j.key("age_seconds").value(seconds_between(s.time_unix_ns, obj->created_unix_ns), 3);
     json_pinned_by(j, *obj, s);

@@ -384,8 +384,10 @@ int Tour::run() {
   for (const ObjectInfo& oi : store.objects()) {
     if (oi.ref == for2) filled = oi;
   }
-  say("worker 3 filled it: fetch(rr) = \"{}\", sealed by worker {}", lunch, filled.creator);
-  expect(lunch == "sandwich" && filled.creator == 3, "worker 3 could not fill the ref made for worker 2");
+  say("worker 3 filled it: fetch(rr) = \"{}\", made by worker {}, sealed by worker {}", lunch, filled.creator,
+      filled.sealed_by);
+  expect(lunch == "sandwich" && filled.sealed_by == 3 && filled.creator == 1,
+         "worker 3 could not fill the ref made for worker 2");
   table();
   explain("a ref is filled once; any attached process may fill it; a second fill is an error, not a hang");
 
