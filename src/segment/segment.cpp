@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <boost/version.hpp>
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <utility>
@@ -245,7 +246,10 @@ Mapping Mapping::create(const CreateParams& p) {
   return m;
 }
 
-Mapping Mapping::open(const std::string& path, const std::string& name, bool observer, bool prefault, bool huge_pages) {
+Mapping Mapping::open(const OpenParams& p) {
+  const std::string& path = p.path;
+  const std::string& name = p.name;
+  bool observer = p.observer;
   Mapping m;
   m.path_ = path;
   // O_NONBLOCK: something other than a file planted at the path (a FIFO)
@@ -268,6 +272,17 @@ Mapping Mapping::open(const std::string& path, const std::string& name, bool obs
                                                     "does not use it",
                                                     path, first.st_mode & 07777U));
   }
+  // Its owner wrote every byte of it: a file someone else made may have
+  // been planted for us to use. Observers only read, bounds-checked.
+  uid_t me = ::geteuid();
+  bool trusted = first.st_uid == me || first.st_uid == 0 ||
+                 std::find(p.trusted_owners.begin(), p.trusted_owners.end(), first.st_uid) != p.trusted_owners.end();
+  if (!observer && !trusted) {
+    throw Error(Errc::PermissionDenied,
+                fmt::format("segment file {} is owned by uid {}, not by this process's uid {} or root; to attach to "
+                            "another user's segment, name its owner in AttachOptions::trusted_owners",
+                            path, first.st_uid, me));
+  }
   // Blocks while the creator holds LOCK_EX during initialisation. Observers
   // take a shared lock only for this moment; attached processes keep it.
   if (::flock(m.fd_, LOCK_SH) != 0) throw_open_error(errno, path, "lock");
@@ -281,13 +296,13 @@ Mapping Mapping::open(const std::string& path, const std::string& name, bool obs
   }
   m.size_ = file_size;
   int prot = observer ? PROT_READ : PROT_READ | PROT_WRITE;
-  m.base_ = map_aligned(m.fd_, file_size, 0, prot, false, huge_pages);
+  m.base_ = map_aligned(m.fd_, file_size, 0, prot, false, p.huge_pages);
   if (m.base_ == nullptr)
     throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", name, errno_text(errno)));
   validate_header(m.header(), file_size, name);
   const Header& h = m.header();
   m.data_ro_size_ = h.capacity;
-  m.data_ro_ = map_aligned(m.fd_, h.capacity, h.data_offset, PROT_READ, prefault, huge_pages);
+  m.data_ro_ = map_aligned(m.fd_, h.capacity, h.data_offset, PROT_READ, p.prefault, p.huge_pages);
   if (m.data_ro_ == nullptr)
     throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", name, errno_text(errno)));
   if (observer) ::flock(m.fd_, LOCK_UN);

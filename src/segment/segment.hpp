@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "segment/layout.hpp"
 
@@ -41,9 +42,18 @@ class Mapping {
   // Creates, reserves (posix_fallocate), maps and initialises the file; the
   // header's magic is stored last. On failure nothing is left behind.
   static Mapping create(const CreateParams& p);
-  // Opens and maps an existing file after validating its header. Waits (in
-  // flock, not spinning) while its creator is still initialising it.
-  static Mapping open(const std::string& path, const std::string& name, bool observer, bool prefault, bool huge_pages);
+  struct OpenParams {
+    std::string path;
+    std::string name;
+    bool observer;
+    bool prefault;
+    bool huge_pages;
+    std::vector<std::uint32_t> trusted_owners;  // uids besides ours and root's
+  };
+  // Opens and maps an existing file after validating its owner and its
+  // header. Waits (in flock, not spinning) while its creator is still
+  // initialising it.
+  static Mapping open(const OpenParams& p);
 
   Header& header() const noexcept { return *reinterpret_cast<Header*>(base_); }  // NOLINT
   std::byte* base() const noexcept { return base_; }

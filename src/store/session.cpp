@@ -194,7 +194,9 @@ std::shared_ptr<Session> Session::create(std::string_view name, const CreateOpti
 
 std::shared_ptr<Session> Session::attach(std::string_view name, const AttachOptions& o) {
   validate_segment_name(name);
-  Mapping m = Mapping::open(segment_path(name, o.directory), std::string(name), o.observer, o.prefault, o.huge_pages);
+  Mapping::OpenParams p{segment_path(name, o.directory), std::string(name), o.observer, o.prefault, o.huge_pages,
+                        o.trusted_owners};
+  Mapping m = Mapping::open(p);
   std::shared_ptr<Session> s(new Session(std::string(name), std::move(m)));
   if (!o.observer) s->join(o.role, o.id);
   return s;
@@ -307,7 +309,8 @@ std::uint32_t Session::index_of(const RemoteRef& ref) const {
   auto index = static_cast<std::uint32_t>(ref.id() & 0xffffffffU);
   auto gen = static_cast<std::uint32_t>(ref.id() >> 32U);
   if (index >= header().max_objects || gen == 0) {
-    throw Error(Errc::NotFound, fmt::format("{} names no object in segment '{}'", ref.to_string(), name_));
+    throw Error(Errc::NotFound, fmt::format("{} names no object of segment '{}': no such ref was ever issued (it never existed)",
+                                            ref.to_string(), name_));
   }
   return index;
 }
@@ -325,6 +328,20 @@ void Session::throw_gone(const RemoteRef& ref, const Entry& e, EntryState st) co
   if (st == EntryState::Abandoned) {
     throw Error(Errc::WorkerFailed, fmt::format("{}: its writer (pid {}) died before sealing it", ref.to_string(),
                                                 load(e.creator_pid, std::memory_order_relaxed)));
+  }
+  throw_not_found(ref, e);
+}
+
+// NotFound for ref, whose entry is e: erased (the entry has moved on to a
+// later generation, or is free), or never issued (a generation the entry
+// has not reached).
+void Session::throw_not_found(const RemoteRef& ref, const Entry& e) const {
+  auto gen = static_cast<std::uint32_t>(ref.id() >> 32U);
+  auto now = load(e.gen, std::memory_order_relaxed);
+  if (static_cast<std::int32_t>(gen - now) > 0) {
+    throw Error(Errc::NotFound,
+                fmt::format("{} names no object of segment '{}': no such ref was ever issued (it never existed)", ref.to_string(),
+                            name_));
   }
   throw Error(Errc::NotFound, fmt::format("{} is not in segment '{}': it was erased", ref.to_string(), name_));
 }
@@ -431,6 +448,7 @@ RemoteRef Session::make_ref(WorkerId where) {
   e.names = 0;
   e.where = where;
   e.whence = id_;
+  e.maker_pid = pid_;
   e.creator_id = 0;
   e.creator_pid = 0;
   e.created_ns = unix_now_ns();
@@ -524,6 +542,7 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
     e.names = 0;
     e.where = id_;
     e.whence = id_;
+    e.maker_pid = pid_;
     e.created_ns = unix_now_ns();
     h.objects += 1;
   } else {
@@ -655,13 +674,16 @@ void Session::wait_for_change(Entry& e, std::uint32_t seen, const RemoteRef& ref
   } leave{e};
   // Registered as a waiter before this re-read: a sealer that stored the new
   // state before we registered is seen here; one after, sees us and wakes.
-  while (load(e.state) == seen) {
+  // The entry may be erased and reused while we sleep: a changed
+  // generation ends the wait as surely as a changed state.
+  auto gen = static_cast<std::uint32_t>(ref.id() >> 32U);
+  while (load(e.state) == seen && load(e.gen) == gen) {
     auto slice = std::chrono::nanoseconds(kLivenessSlice);
     if (deadline) {
       auto now = clock::now();
       if (now >= *deadline) {
-        throw Error(Errc::Timeout, fmt::format("fetch of {} timed out: it is still {}", ref.to_string(),
-                                               state_name(static_cast<EntryState>(seen))));
+        throw Error(Errc::Timeout, fmt::format("fetch of {} from segment '{}' timed out: it is still {}",
+                                               ref.to_string(), name_, state_name(static_cast<EntryState>(seen))));
       }
       slice = std::min(slice, std::chrono::nanoseconds(*deadline - now));
     }
@@ -1216,9 +1238,10 @@ std::vector<ObjectInfo> Session::objects() const {
     }
     o.size = load(e.size, std::memory_order_relaxed);
     o.type = raw_type(e);
-    o.creator = load(e.creator_id, std::memory_order_relaxed);
-    if (o.creator == 0) o.creator = load(e.whence, std::memory_order_relaxed);
-    o.creator_pid = load(e.creator_pid, std::memory_order_relaxed);
+    o.creator = load(e.whence, std::memory_order_relaxed);
+    o.creator_pid = load(e.maker_pid, std::memory_order_relaxed);
+    o.sealed_by = load(e.creator_id, std::memory_order_relaxed);
+    o.sealed_by_pid = load(e.creator_pid, std::memory_order_relaxed);
     o.created_unix_ns = load(e.created_ns, std::memory_order_relaxed);
     o.waiters = load(e.waiters, std::memory_order_relaxed);
     for (auto [s, id] : live) {

@@ -99,6 +99,7 @@ class Session {
   std::uint32_t index_of(const RemoteRef& ref) const;
   RemoteRef ref_of(std::uint32_t index) const;
   [[noreturn]] void throw_gone(const RemoteRef& ref, const Entry& e, EntryState st) const;
+  [[noreturn]] void throw_not_found(const RemoteRef& ref, const Entry& e) const;
   [[noreturn]] void throw_failed(const RemoteRef& ref) const;
   // Polls e.state until it is neither Unfilled nor Writing, for at most
   // spin (and not past deadline). True if it settled.

@@ -148,6 +148,40 @@ TEST_F(AccessControl, a_segment_file_owned_by_another_user_is_refused) {
     EXPECT_EQ(e.code(), Errc::PermissionDenied) << e.what();
     EXPECT_NE(std::string(e.what()).find("owned by uid 65534"), std::string::npos) << e.what();
   }
+  AttachOptions observer;
+  observer.observer = true;
+  EXPECT_NO_THROW(Store::attach(g.name(), observer)) << "an observer only reads, bounds-checked";
+  AttachOptions trusting;
+  trusting.trusted_owners = {kNobody};
+  Store t = Store::attach(g.name(), trusting);
+  EXPECT_EQ(t.processes().size(), 1U);
+}
+
+TEST_F(AccessControl, a_group_member_attaches_to_another_users_segment_only_if_it_trusts_the_owner) {
+  SegmentGuard g;
+  constexpr uid_t kMember = 65533;
+  RemoteRef r;
+  {
+    Store s = Store::create(g.name(), [] {
+      CreateOptions o = small_options();
+      o.mode = 0660;
+      return o;
+    }());
+    r = s.put(7);
+  }
+  ASSERT_EQ(::chown(Store::path_of(g.name()).c_str(), kNobody, kNogroup), 0);
+  std::string text = r.to_string();
+  EXPECT_EQ(run_as(kMember, kNogroup,
+                   [&] { return expect_code(Errc::PermissionDenied, [&] { Store::attach(g.name()); }); }),
+            0);
+  EXPECT_EQ(run_as(kMember, kNogroup,
+                   [&] {
+                     AttachOptions o;
+                     o.trusted_owners = {kNobody};
+                     Store t = Store::attach(g.name(), o);
+                     return t.fetch(RemoteRef::parse(text)).as<int>() == 7 ? 0 : 1;
+                   }),
+            0);
 }
 
 TEST_F(AccessControl, segments_are_owner_only_whatever_the_umask) {
