@@ -47,8 +47,10 @@ struct alignas(64) WorkerControl {
   std::int32_t pid;         // written by the worker before Ready
   std::uint32_t stop;       // set by the owner: exit once the queue is empty
   // --- line 2: the producer's side
-  alignas(64) std::uint32_t head;  // tasks published (owner); the futex word the worker sleeps on
-  std::uint32_t worker_sleeping;   // 1 while the worker sleeps (or is about to) on head (worker)
+  alignas(64) std::uint32_t head;  // tasks published (owner)
+  std::uint32_t worker_sleeping;   // 1 while the worker sleeps (or is about to) on bell (worker)
+  std::uint32_t bell;              // bumped by the owner after each change the worker must see (a task
+                                   // published, stop set): the futex word the worker sleeps on
   // --- line 3: the consumer's side
   alignas(64) std::uint32_t tail;  // tasks taken out of the ring (worker); the owner sleeps on it
                                    // while the ring is full

@@ -57,6 +57,13 @@ constexpr std::chrono::milliseconds kRecheck{50};
 
 enum Status : int { kStarting, kReady, kStopping, kDead };
 
+// Tells a worker something changed (a task published, stop set): bumps the
+// bell it sleeps on after the change, then wakes it if it sleeps.
+void ring(WorkerControl& w) {
+  atomic(w.bell).fetch_add(1);
+  if (load(w.worker_sleeping) != 0) futex_wake_all(&w.bell);
+}
+
 std::string signal_name(int sig) {
   const char* abbrev = ::sigabbrev_np(sig);
   return abbrev != nullptr ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
@@ -336,6 +343,7 @@ std::shared_ptr<WorkerRec> PoolImpl::spawn_one() {
   detail::store(w.done, 0U);
   detail::store(w.stop, 0U);
   detail::store(w.worker_sleeping, 0U);
+  detail::store(w.bell, 0U);
   detail::store(w.owner_waiting, 0U);
   detail::store(w.worker_id, 0U);
   detail::store(w.pid, 0);
@@ -436,7 +444,9 @@ void PoolImpl::reap(const std::shared_ptr<WorkerRec>& rec) {
     rec->pidfd = -1;
     rec->end = how;
     rec->reaped = true;
-    if (id != 0) gone_[id] = previous == kStopping ? std::string("was removed") : how;
+    // A worker that stopped when asked "was removed"; one killed for not
+    // stopping in time says so.
+    if (id != 0) gone_[id] = previous == kStopping && kill_reason.empty() ? std::string("was removed") : how;
     recs_[rec->slot] = nullptr;
     detail::store(w.state, static_cast<std::uint32_t>(WorkerState::Free));
   }
@@ -580,7 +590,7 @@ void PoolImpl::remove(WorkerId id, std::chrono::milliseconds timeout) {
   }
   WorkerControl& w = cb_.worker(rec->slot);
   detail::store(w.stop, 1U);
-  futex_wake_all(&w.head);
+  ring(w);
   if (!wait_reaped({rec}, Clock::now() + timeout)) {
     kill(rec, fmt::format("did not stop within {} ms of its removal", timeout.count()));
     wait_reaped({rec}, std::nullopt);
@@ -601,7 +611,7 @@ void PoolImpl::stop_all() {
     r->status.compare_exchange_strong(expected, kStopping);
     WorkerControl& w = cb_.worker(r->slot);
     detail::store(w.stop, 1U);
-    futex_wake_all(&w.head);
+    ring(w);
   }
   if (!wait_reaped(live, Clock::now() + opts_.stop_timeout)) {
     for (const auto& r : live) {
@@ -716,7 +726,7 @@ RemoteRef PoolImpl::submit_to(WorkerRec& rec, std::string_view fn, std::span<con
   // Publish, then look whether the worker sleeps (it announces a sleep,
   // then looks at head: one of the two sees the other).
   detail::store(w.head, head + 1);
-  if (load(w.worker_sleeping) != 0) futex_wake_all(&w.head);
+  ring(w);
   std::uint32_t done = load(w.done);
   while (!rec.in_flight.empty() && static_cast<std::int32_t>(rec.in_flight.front().seq - done) < 0) {
     rec.in_flight.pop_front();

@@ -86,13 +86,17 @@ int serve(Store& segment, const detail::ControlBlock& cb, std::uint32_t slot, pi
   std::array<std::byte, detail::kTaskArgBytes> args{};
   std::uint32_t tail = load(w.tail);
   for (;;) {
+    // The bell is read before what it announces: if the owner publishes a
+    // task or sets stop after this read, it bumps the bell after, and the
+    // futex wait below returns at once instead of sleeping through it.
+    std::uint32_t bell = load(w.bell, std::memory_order_acquire);
     std::uint32_t head = load(w.head, std::memory_order_acquire);
     if (head == tail) {
       if (load(w.stop) != 0) return 0;
-      // Announce the sleep, then look again: the owner publishes head (or
-      // stop) and then reads worker_sleeping, so one of us sees the other.
+      // Announce the sleep, then look again: the owner rings the bell and
+      // then reads worker_sleeping, so one of us sees the other.
       store(w.worker_sleeping, std::uint32_t{1});
-      if (load(w.head) == tail && load(w.stop) == 0) detail::futex_wait(&w.head, tail, kOwnerCheck);
+      if (load(w.head) == tail && load(w.stop) == 0) detail::futex_wait(&w.bell, bell, kOwnerCheck);
       store(w.worker_sleeping, std::uint32_t{0});
       if (::getppid() != owner) return 0;  // the owner died; PR_SET_PDEATHSIG normally got here first
       continue;
