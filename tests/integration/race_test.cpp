@@ -136,7 +136,7 @@ TEST(Races, a_lookup_reads_the_name_and_its_object_from_one_version_of_the_slot)
       store(n.index, index_of(r));
       store(n.gen, gen_of(r));
       store(n.hash, i % 2 == 0 ? hash_a + 1 : hash_a);
-      store(n.name[0], std::uint64_t{i % 2 == 0 ? 'b' : 'a'});
+      store(n.name[0], static_cast<std::uint64_t>(i % 2 == 0 ? 'b' : 'a'));
       atomic(n.seq).fetch_add(1);
     }
   });
