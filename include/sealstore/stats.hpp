@@ -46,7 +46,13 @@ struct ProcessInfo {
   std::uint64_t start_time = 0;  // /proc/PID/stat field 22, clock ticks after boot
   WorkerId id = 0;
   Role role = Role::Client;
-  bool alive = false;  // the pid runs and is the same process (start time matches)
+  // It can still use the segment: it holds its slot's lock and (where its
+  // pid means something in the asking process's pid namespace) the process
+  // of that pid and start time has a thread left.
+  bool alive = false;
+  // Its pid namespace (the inode of /proc/PID/ns/pid): when it differs from
+  // the asking process's, pid is a number in that other namespace.
+  std::uint64_t pid_namespace = 0;
   std::uint64_t pinned_objects = 0;
   std::uint64_t pinned_bytes = 0;
   std::uint64_t objects_created = 0;

@@ -32,6 +32,9 @@ class View {
   std::size_t size() const noexcept { return bytes_.size(); }
   // The object's bytes, mapped read-only in this process.
   std::span<const std::byte> bytes() const noexcept { return bytes_; }
+  // The stored value's type, as it was when fetch() pinned the object.
+  // Errors: InvalidArgument (empty view), Corrupt (the stored type cannot
+  // describe the object's size).
   ValueType type() const;
 
   // Typed access, no copy. Each throws Error(TypeMismatch) naming both types
@@ -59,9 +62,9 @@ class View {
 
  private:
   friend class Store;
-  View(std::shared_ptr<detail::Session> session, std::uint32_t index, RemoteRef ref,
-       std::span<const std::byte> bytes) noexcept
-      : session_(std::move(session)), index_(index), ref_(ref), bytes_(bytes) {}
+  View(std::shared_ptr<detail::Session> session, std::uint32_t index, RemoteRef ref, std::span<const std::byte> bytes,
+       const ValueType& type, bool type_fits) noexcept
+      : session_(std::move(session)), index_(index), ref_(ref), bytes_(bytes), type_(type), type_fits_(type_fits) {}
   void check(const ValueType& want) const;
   void check_elements(const ValueType& want) const;
   ValueType check_ndarray(const ValueType& want) const;
@@ -70,6 +73,10 @@ class View {
   std::uint32_t index_ = 0;
   RemoteRef ref_;
   std::span<const std::byte> bytes_;
+  // The stored type, read with the bytes when the object was pinned; never
+  // re-read, so indexing is bounded by what was fetched.
+  ValueType type_;
+  bool type_fits_ = false;
 };
 
 }  // namespace sealstore

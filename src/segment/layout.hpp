@@ -85,7 +85,8 @@ struct alignas(64) ProcessSlot {
   std::uint32_t role;             // sealstore::Role; under lock
   std::uint64_t attached_ns;      // CLOCK_REALTIME
   std::uint64_t objects_created;  // objects sealed by it; atomic, relaxed
-  std::uint64_t reserved[3];
+  std::uint64_t pid_ns;           // its pid namespace (registry/process.hpp), 0 if unknown; under lock
+  std::uint64_t reserved[2];
 };
 static_assert(sizeof(ProcessSlot) == 64);
 

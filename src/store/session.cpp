@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "registry/fork_guard.hpp"
 #include "registry/process.hpp"
 #include "sealstore/error.hpp"
 #include "sync/atomics.hpp"
@@ -29,10 +30,6 @@ constexpr std::chrono::milliseconds kLivenessSlice{100};
 // A lookup waits this long for a name slot caught mid-change.
 constexpr std::chrono::milliseconds kNameSlotPatience{5};
 
-std::atomic<std::uint64_t> g_fork_epoch{0};
-std::once_flag g_atfork_once;
-
-void on_fork_child() { g_fork_epoch.fetch_add(1, std::memory_order_relaxed); }
 
 std::string_view state_name(EntryState s) {
   switch (s) {
@@ -161,9 +158,9 @@ class Session::Lock {
 };
 
 Session::Session(std::string name, Mapping map) : name_(std::move(name)), map_(std::move(map)) {
-  std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
-  fork_epoch_ = g_fork_epoch.load(std::memory_order_relaxed);
+  fork_epoch_ = process_epoch();
   pid_ = ::getpid();
+  pid_ns_ = own_pid_namespace();
 }
 
 std::shared_ptr<Session> Session::create(std::string_view name, const CreateOptions& o) {
@@ -219,7 +216,9 @@ void Session::join(Role role, WorkerId id) {
   std::uint32_t free_slot = kNoSlot;
   for (std::uint32_t s = 0; s < kMaxProcesses; ++s) {
     if (static_cast<SlotState>(load(slot(s).state)) == SlotState::Free) {
-      if (free_slot == kNoSlot) free_slot = s;
+      // The slot's lock byte is ours while we are attached; one still held
+      // (by a forked child of a process that died there) is skipped.
+      if (free_slot == kNoSlot && lock_byte(map_.fd(), slot_lock_byte(s))) free_slot = s;
     } else if (id != 0 && slot(s).worker_id == id) {
       throw Error(Errc::InvalidArgument,
                   fmt::format("worker id {} is already attached to segment '{}' (pid {})", id, name_, slot(s).pid));
@@ -229,6 +228,14 @@ void Session::join(Role role, WorkerId id) {
     throw Error(Errc::OutOfMemory,
                 fmt::format("all {} process slots of segment '{}' are in use", kMaxProcesses, name_));
   }
+  struct Unlock {  // until the slot is ours
+    int fd;
+    std::uint32_t slot;
+    bool armed = true;
+    ~Unlock() {
+      if (armed) unlock_byte(fd, slot_lock_byte(slot));
+    }
+  } unlock{map_.fd(), free_slot};
   constexpr WorkerId kLastId = std::numeric_limits<WorkerId>::max();
   if (id == 0) {
     id = h.next_worker_id;
@@ -242,6 +249,7 @@ void Session::join(Role role, WorkerId id) {
   ProcessSlot& ps = slot(free_slot);
   ps.pid = pid_;
   ps.start_time = st->start_time;
+  ps.pid_ns = pid_ns_;
   ps.worker_id = id;
   ps.role = static_cast<std::uint32_t>(role);
   ps.attached_ns = unix_now_ns();
@@ -249,6 +257,7 @@ void Session::join(Role role, WorkerId id) {
   std::memset(pin_row(free_slot), 0, std::size_t{h.pin_words} * 8);
   store(ps.state, static_cast<std::uint32_t>(SlotState::Live));
   atomic(h.live_slots[free_slot / 64]).fetch_or(std::uint64_t{1} << (free_slot % 64));
+  unlock.armed = false;
   slot_ = free_slot;
   id_ = id;
 }
@@ -265,10 +274,25 @@ void Session::leave() noexcept {
     reap_slot_locked(slot_, false);
   } catch (...) {  // NOLINT(bugprone-empty-catch): nothing to do in a destructor; recover() will
   }
+  // Explicitly: a forked child may share our open file, and with it the lock.
+  unlock_byte(map_.fd(), slot_lock_byte(slot_));
   slot_ = kNoSlot;
 }
 
-bool Session::usable() const noexcept { return fork_epoch_ == g_fork_epoch.load(std::memory_order_relaxed); }
+// Alive while its lock byte is held and (where its pid means something
+// here) its process has a thread left. The lock byte goes when the process
+// dies or execs, in any pid namespace; the pid check catches a forked child
+// that kept the descriptor, and so the lock, after its parent died.
+bool Session::slot_alive(std::uint32_t s) const {
+  if (s == slot_) return true;  // our own lock byte looks free through our own descriptor
+  const ProcessSlot& ps = slot(s);
+  if (byte_lock_state(map_.fd(), slot_lock_byte(s)) == ByteLock::Free) return false;
+  std::uint64_t ns = load(ps.pid_ns, std::memory_order_relaxed);
+  if (ns != 0 && ns != pid_ns_) return true;  // its pid means another process here
+  return process_alive(load(ps.pid, std::memory_order_relaxed), load(ps.start_time, std::memory_order_relaxed));
+}
+
+bool Session::usable() const noexcept { return fork_epoch_ == process_epoch(); }
 
 void Session::check_writable() const {
   if (slot_ == kNoSlot) {
@@ -383,7 +407,7 @@ void Session::fail(const RemoteRef& ref, std::string_view reason) {
   ExtentAllocator alloc = allocator();
   if (st == EntryState::Writing) {
     std::uint32_t ws = e.writer_slot;
-    if (ws < kMaxProcesses && process_alive(slot(ws).pid, slot(ws).start_time)) {
+    if (ws < kMaxProcesses && slot_alive(ws)) {
       throw Error(Errc::AlreadySealed, fmt::format("cannot fail {}: worker {} (pid {}) is filling it", ref.to_string(),
                                                    e.creator_id, e.creator_pid));
     }
@@ -578,8 +602,14 @@ void Session::check_claim_locked(std::uint32_t index, std::uint64_t offset, std:
                                          name_, index, bytes, offset));
 }
 
-void Session::seal(std::uint32_t index) {
+void Session::seal(std::uint32_t index, std::uint32_t gen) {
+  // A writer inherited across fork is the parent's to seal, not the child's.
+  check_writable();
   Entry& e = entry(index);
+  if (load(e.gen) != gen || load(e.writer_slot) != slot_) {
+    throw Error(Errc::Corrupt, fmt::format("{} is no longer this writer's to seal (segment '{}' changed under it)",
+                                           ref_of(index).to_string(), name_));
+  }
   e.sealed_ns = unix_now_ns();
   auto expected = static_cast<std::uint32_t>(EntryState::Writing);
   if (!atomic(e.state).compare_exchange_strong(expected, static_cast<std::uint32_t>(EntryState::Sealed))) {
@@ -625,14 +655,18 @@ std::optional<Session::Pinned> Session::fetch(const RemoteRef& ref,
       // Pinned: from here the object cannot be freed, unless erase got in
       // first, which the re-read shows.
       if (static_cast<EntryState>(load(e.state)) == EntryState::Sealed && load(e.gen) == gen) {
-        std::uint64_t offset = e.offset;
-        std::uint64_t size = e.size;
+        // The extent and type are read once, here, under the pin: the View
+        // keeps them. A peer that rewrites the entry later cannot widen it.
+        std::uint64_t offset = load(e.offset, std::memory_order_relaxed);
+        std::uint64_t size = load(e.size, std::memory_order_relaxed);
         if (offset > header().capacity || size > header().capacity - offset) {
           unpin(index);
           throw Error(Errc::Corrupt,
                       fmt::format("{} points outside the data region of segment '{}'", ref.to_string(), name_));
         }
-        return Pinned{index, {map_.data_ro() + offset, size}};
+        ValueType t = raw_type(e);
+        bool fits = type_fits(t, size);
+        return Pinned{index, {map_.data_ro() + offset, size}, t, fits};
       }
       unpin(index);
       continue;
@@ -690,12 +724,7 @@ void Session::wait_for_change(Entry& e, std::uint32_t seen, const RemoteRef& ref
     bool woken = futex_wait(&e.state, seen, slice);
     if (!woken && static_cast<EntryState>(seen) == EntryState::Writing) {
       std::uint32_t ws = load(e.writer_slot, std::memory_order_relaxed);
-      if (ws < kMaxProcesses) {
-        const ProcessSlot& w = slot(ws);
-        if (!process_alive(load(w.pid, std::memory_order_relaxed), load(w.start_time, std::memory_order_relaxed))) {
-          recover();
-        }
-      }
+      if (ws < kMaxProcesses && !slot_alive(ws)) recover();
     }
   }
 }
@@ -796,15 +825,9 @@ void Session::publish_alloc_stats_locked() noexcept {
   store(header().free_extents, alloc.free_extents(), std::memory_order_relaxed);
 }
 
-ValueType Session::type_of(std::uint32_t index) const {
-  const Entry& e = entry(index);
-  ValueType t = raw_type(e);
-  std::uint64_t size = load(e.size, std::memory_order_relaxed);
-  if (!type_fits(t, size)) {
-    throw Error(Errc::Corrupt, fmt::format("{} in segment '{}' says it holds {} in {} bytes, which cannot be",
-                                           ref_of(index).to_string(), name_, t.describe(), size));
-  }
-  return t;
+void Session::throw_misfit(const RemoteRef& ref, const ValueType& t, std::uint64_t size) const {
+  throw Error(Errc::Corrupt, fmt::format("{} in segment '{}' says it holds {} in {} bytes, which cannot be",
+                                         ref.to_string(), name_, t.describe(), size));
 }
 
 bool Session::extent_fits(const Entry& e) const noexcept {
@@ -872,7 +895,7 @@ bool Session::contains(const RemoteRef& ref) const {
 // Lock-free probe (names are written as seqlocks). A slot that stays
 // mid-change beyond kNameSlotPatience is skipped and *stuck set: its writer
 // may have died holding the lock, and only the next locker repairs it.
-std::optional<std::uint32_t> Session::find_name(std::string_view name, std::uint64_t hash, bool* stuck) const {
+std::optional<Session::NameHit> Session::find_name(std::string_view name, std::uint64_t hash, bool* stuck) const {
   std::uint32_t mask = header().name_slots - 1;
   std::array<std::uint64_t, kNameBytes / 8> want{};
   std::memcpy(want.data(), name.data(), name.size());
@@ -893,12 +916,16 @@ std::optional<std::uint32_t> Session::find_name(std::string_view name, std::uint
         sched_yield();
         continue;
       }
+      // Everything a hit returns is read inside the window the sequence
+      // number validates: a binding is the name and its object together.
       std::uint32_t state = load(n.state);
       bool match = state == 1 && load(n.hash) == hash;
       for (std::size_t w = 0; match && w < want.size(); ++w) match = load(n.name[w]) == want[w];  // NOLINT
+      std::uint32_t index = load(n.index);
+      std::uint32_t gen = load(n.gen);
       if (load(n.seq) != seq) continue;
       if (state == 0) return std::nullopt;
-      if (match) return pos;
+      if (match) return NameHit{pos, index, gen};
       break;
     }
   }
@@ -931,8 +958,8 @@ void Session::bind(std::string_view name, const RemoteRef& ref) {
     throw Error(Errc::NotFound, fmt::format("cannot bind '{}' to {}: it was erased", name, ref.to_string()));
   }
   Header& h = header();
-  if (auto pos = find_name(name, hash, nullptr)) {
-    NameSlot& n = name_slot(*pos);
+  if (auto hit = find_name(name, hash, nullptr)) {
+    NameSlot& n = name_slot(hit->pos);
     std::uint32_t old = n.index;
     if (old == index && n.gen == gen) return;
     if (old < h.max_objects && entry(old).gen == n.gen && entry(old).names > 0) entry(old).names -= 1;
@@ -962,17 +989,16 @@ std::optional<RemoteRef> Session::lookup(std::string_view name) const {
   validate_object_name(name);
   std::uint64_t hash = name_hash(name);
   bool stuck = false;
-  auto pos = find_name(name, hash, &stuck);
-  if (!pos && stuck && !observer()) {
+  auto hit = find_name(name, hash, &stuck);
+  if (!hit && stuck && !observer()) {
     // Taking the lock repairs a slot whose writer died mid-change, or waits
     // for a live writer to finish. Observers cannot lock: they skip it.
     Lock lock(*this);
-    pos = find_name(name, hash, nullptr);
+    hit = find_name(name, hash, nullptr);
   }
-  if (!pos) return std::nullopt;
-  const NameSlot& n = name_slot(*pos);
-  std::uint32_t index = load(n.index);
-  std::uint32_t gen = load(n.gen);
+  if (!hit) return std::nullopt;
+  std::uint32_t index = hit->index;
+  std::uint32_t gen = hit->gen;
   if (index >= header().max_objects) return std::nullopt;
   const Entry& e = entry(index);
   auto st = static_cast<EntryState>(load(e.state));
@@ -986,9 +1012,9 @@ bool Session::unbind(std::string_view name) {
   validate_object_name(name);
   std::uint64_t hash = name_hash(name);
   Lock lock(*this);
-  auto pos = find_name(name, hash, nullptr);
-  if (!pos) return false;
-  NameSlot& n = name_slot(*pos);
+  auto hit = find_name(name, hash, nullptr);
+  if (!hit) return false;
+  NameSlot& n = name_slot(hit->pos);
   if (n.index < header().max_objects) {
     Entry& e = entry(n.index);
     if (e.gen == n.gen && e.names > 0) e.names -= 1;
@@ -1023,7 +1049,7 @@ std::size_t Session::reap_dead_locked() {
   std::size_t reaped = 0;
   for (std::uint32_t s = 0; s < kMaxProcesses; ++s) {
     if (s == slot_ || static_cast<SlotState>(slot(s).state) != SlotState::Live) continue;
-    if (!process_alive(slot(s).pid, slot(s).start_time)) {
+    if (!slot_alive(s)) {
       reap_slot_locked(s, true);
       ++reaped;
     }
@@ -1065,7 +1091,7 @@ void Session::free_unpinned_erased_locked() noexcept {
 // the first bad one; changes nothing. The object table's states and extents
 // are checked by the allocator's rebuild, in the same pass that reads them
 // (and it too throws before changing anything); stored types are checked
-// where they are used (type_of).
+// where they are used (fetch).
 void Session::validate_tables_locked() const {
   const Header& h = header();
   auto corrupt = [this](const std::string& what) {
@@ -1194,7 +1220,8 @@ std::vector<ProcessInfo> Session::processes() const {
     p.start_time = load(ps.start_time, std::memory_order_relaxed);
     p.id = load(ps.worker_id, std::memory_order_relaxed);
     p.role = static_cast<Role>(load(ps.role, std::memory_order_relaxed));
-    p.alive = process_alive(p.pid, p.start_time);
+    p.alive = slot_alive(s);
+    p.pid_namespace = load(ps.pid_ns, std::memory_order_relaxed);
     p.objects_created = load(ps.objects_created, std::memory_order_relaxed);
     p.attached_unix_ns = load(ps.attached_ns, std::memory_order_relaxed);
     const std::uint64_t* row = pin_row(s);

@@ -50,7 +50,9 @@ class Session {
   };
   // Allocates an entry (or claims `target`) and its data, in state Writing.
   Claim begin_write(const RemoteRef* target, std::uint64_t size, const ValueType& type);
-  void seal(std::uint32_t index);
+  // Throws InvalidArgument in a process that did not make the writer (a
+  // fork child), Corrupt if the entry is not this writer's any more.
+  void seal(std::uint32_t index, std::uint32_t gen);
   // Store::fail: the ref becomes Abandoned with reason as its data.
   void fail(const RemoteRef& ref, std::string_view reason);
   void abort(std::uint32_t index) noexcept;
@@ -58,13 +60,16 @@ class Session {
   struct Pinned {
     std::uint32_t index;
     std::span<const std::byte> bytes;
+    ValueType type;  // as stored when pinned
+    bool type_fits;  // type describes exactly bytes.size() bytes
   };
   // deadline nullopt: wait for ever. wait false: never wait (nullopt result).
   // spin: poll this long before sleeping.
   std::optional<Pinned> fetch(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline,
                               bool wait, std::chrono::nanoseconds spin = {});
   void unpin(std::uint32_t index) noexcept;
-  ValueType type_of(std::uint32_t index) const;
+  // Error(Corrupt): ref's stored type t cannot describe its size bytes.
+  [[noreturn]] void throw_misfit(const RemoteRef& ref, const ValueType& t, std::uint64_t size) const;
 
   void erase(const RemoteRef& ref);
   bool contains(const RemoteRef& ref) const;
@@ -96,6 +101,8 @@ class Session {
   void join(Role role, WorkerId id);
   void leave() noexcept;
   bool usable() const noexcept;
+  // Whether the process attached in slot s can still use the segment.
+  bool slot_alive(std::uint32_t s) const;
   std::uint32_t index_of(const RemoteRef& ref) const;
   RemoteRef ref_of(std::uint32_t index) const;
   [[noreturn]] void throw_gone(const RemoteRef& ref, const Entry& e, EntryState st) const;
@@ -126,7 +133,12 @@ class Session {
   void free_unpinned_erased_locked() noexcept;
   std::size_t repair_locked();
   void unbind_entry_locked(std::uint32_t index) noexcept;
-  std::optional<std::uint32_t> find_name(std::string_view name, std::uint64_t hash, bool* stuck) const;
+  struct NameHit {
+    std::uint32_t pos;    // the name slot
+    std::uint32_t index;  // the binding, read with the name in one version of the slot
+    std::uint32_t gen;
+  };
+  std::optional<NameHit> find_name(std::string_view name, std::uint64_t hash, bool* stuck) const;
   void write_name_slot_locked(NameSlot& n, std::uint32_t state, std::uint32_t index, std::uint32_t gen,
                               std::uint64_t hash, std::string_view name) noexcept;
 
@@ -135,6 +147,7 @@ class Session {
   std::uint32_t slot_ = kNoSlot;
   WorkerId id_ = 0;
   pid_t pid_ = 0;
+  std::uint64_t pid_ns_ = 0;  // our pid namespace (see registry/process.hpp)
   std::uint64_t fork_epoch_ = 0;
   // This process's pin count per entry; bit 31 set while a thread moves the
   // count between 0 and 1 and updates the shared pin bitmap.

@@ -116,7 +116,7 @@ View Store::fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_
                         std::chrono::nanoseconds spin) {
   auto p = session_ref().fetch(ref, deadline, wait, spin);
   if (!p) return View();
-  return View(session_, p->index, ref, p->bytes);
+  return View(session_, p->index, ref, p->bytes, p->type, p->type_fits);
 }
 
 View Store::fetch(const RemoteRef& ref) { return fetch_until(ref, std::nullopt, true); }
@@ -170,7 +170,12 @@ std::size_t Store::recover() { return session_ref().recover(); }
 // ---- View
 
 View::View(View&& o) noexcept
-    : session_(std::move(o.session_)), index_(o.index_), ref_(o.ref_), bytes_(std::exchange(o.bytes_, {})) {}
+    : session_(std::move(o.session_)),
+      index_(o.index_),
+      ref_(o.ref_),
+      bytes_(std::exchange(o.bytes_, {})),
+      type_(o.type_),
+      type_fits_(o.type_fits_) {}
 
 View& View::operator=(View&& o) noexcept {
   if (this != &o) {
@@ -179,6 +184,8 @@ View& View::operator=(View&& o) noexcept {
     index_ = o.index_;
     ref_ = o.ref_;
     bytes_ = std::exchange(o.bytes_, {});
+    type_ = o.type_;
+    type_fits_ = o.type_fits_;
   }
   return *this;
 }
@@ -195,7 +202,8 @@ void View::reset() noexcept {
 
 ValueType View::type() const {
   if (!session_) throw Error(Errc::InvalidArgument, "an empty View has no type");
-  return session_->type_of(index_);
+  if (!type_fits_) session_->throw_misfit(ref_, type_, bytes_.size());
+  return type_;
 }
 
 void View::check(const ValueType& want) const {
@@ -257,7 +265,7 @@ RemoteRef Writer::seal() && {
   if (!session_) throw Error(Errc::InvalidArgument, "seal() of an empty Writer");
   auto session = std::move(session_);
   bytes_ = {};
-  session->seal(index_);
+  session->seal(index_, static_cast<std::uint32_t>(ref_.id() >> 32U));
   return ref_;
 }
 
