@@ -55,7 +55,8 @@ struct ProcessInfo {
   std::uint64_t pid_namespace = 0;
   std::uint64_t pinned_objects = 0;
   std::uint64_t pinned_bytes = 0;
-  std::uint64_t objects_created = 0;
+  std::uint64_t objects_created = 0;  // objects it sealed
+  std::uint64_t cached_bytes = 0;     // its share of SegmentInfo::cached
   std::uint64_t attached_unix_ns = 0;
 };
 
@@ -67,10 +68,15 @@ struct SegmentInfo {
   std::uint32_t mode = 0;          // permission bits of the backing file
   std::uint64_t file_size = 0;     // bytes of the backing file
   std::uint64_t capacity = 0;      // bytes for object data
-  std::uint64_t used = 0;          // bytes held by objects (rounded to 64)
-  std::uint64_t largest_free = 0;  // the largest object that fits now
+  std::uint64_t used = 0;  // bytes held by objects (each rounded up to its extent)
+  // Bytes processes hold ready for their next small objects (each keeps a
+  // bounded cache of entries and extents, so that putting and erasing small
+  // objects takes no lock). Neither used nor free: capacity = used + cached
+  // + free. A process short of space takes them back.
+  std::uint64_t cached = 0;
+  std::uint64_t largest_free = 0;  // the largest free block: the largest object that fits now
   std::uint64_t free_extents = 0;  // number of free blocks (fragmentation)
-  std::uint32_t objects = 0;       // table entries in use
+  std::uint32_t objects = 0;       // objects (and made refs) in the table
   std::uint32_t max_objects = 0;
   std::uint32_t processes = 0;     // slots in use (alive or not yet reaped)
   std::uint64_t recoveries = 0;    // dead processes cleaned up so far

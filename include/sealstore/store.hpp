@@ -182,12 +182,26 @@ class Store {
   // NotFound, WorkerFailed, InvalidArgument.
   std::optional<View> try_fetch(const RemoteRef& ref);
 
+  // fetch() of every ref, in order, waiting as fetch() does (options apply
+  // to each). Faster than fetching one by one when the refs' table entries
+  // are not in the CPU's caches (many objects fetched in no particular
+  // order): each ref's entry and pin are brought in while earlier refs are
+  // fetched. On an error, the views already taken are released and nothing
+  // is returned. Errors: as fetch.
+  std::vector<View> fetch_many(std::span<const RemoteRef> refs, const FetchOptions& options = {});
+
   // Fetches and copies the value into memory the caller owns. V as for put
-  // (std::vector<std::byte> takes the raw bytes of any value). Errors: as
-  // fetch, and TypeMismatch naming both types.
+  // (std::vector<std::byte> takes the raw bytes of any value). An object of
+  // up to 4 KiB is copied without pinning it (then checked unchanged; if it
+  // was erased meanwhile, fetched as usual). Errors: as fetch, and
+  // TypeMismatch naming both types.
   template <class V>
   V materialize(const RemoteRef& ref, std::chrono::nanoseconds timeout = kForever) {
     using C = Codec<V>;
+    if (auto s = snapshot(ref); s && s->type_fits && C::accepts(s->type)) {
+      V v = C::build(s->bytes, s->type);
+      if (still_valid(*s)) return v;
+    }
     View v = fetch(ref, timeout);
     ValueType t = v.type();
     if (!C::accepts(t)) throw_type_mismatch(ref, t, C::wanted().describe());
@@ -234,6 +248,19 @@ class Store {
   detail::Session& session_ref() const;
   View fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline, bool wait,
                    std::chrono::nanoseconds spin = {});
+  static std::optional<std::chrono::steady_clock::time_point> deadline_of(const RemoteRef& ref,
+                                                                          const FetchOptions& options);
+  // A small sealed object's bytes and type as they are now, unpinned: copy
+  // them, then ask still_valid() whether they stayed the same meanwhile.
+  struct Snapshot {
+    std::span<const std::byte> bytes;
+    ValueType type;
+    bool type_fits = false;
+    std::uint32_t index = 0;
+    std::uint64_t word = 0;
+  };
+  std::optional<Snapshot> snapshot(const RemoteRef& ref) const;
+  bool still_valid(const Snapshot& s) const noexcept;
   [[noreturn]] static void throw_type_mismatch(const RemoteRef& ref, const ValueType& stored, std::string_view wanted);
 
   std::shared_ptr<detail::Session> session_;

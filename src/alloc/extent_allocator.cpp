@@ -2,9 +2,7 @@
 
 #include <fmt/format.h>
 #include <algorithm>
-#include <boost/interprocess/offset_ptr.hpp>
-#include <boost/intrusive/set.hpp>
-#include <new>
+#include <bit>
 #include <utility>
 #include <vector>
 
@@ -13,206 +11,435 @@
 
 namespace sealstore::detail {
 
-namespace bi = boost::intrusive;
-using VoidPtr = boost::interprocess::offset_ptr<void>;
+namespace {
 
-struct BySizeTag;
-struct ByOffsetTag;
-using SizeHook = bi::set_base_hook<bi::tag<BySizeTag>, bi::void_pointer<VoidPtr>, bi::link_mode<bi::normal_link>>;
-using OffsetHook = bi::set_base_hook<bi::tag<ByOffsetTag>, bi::void_pointer<VoidPtr>, bi::link_mode<bi::normal_link>>;
+// Sizes are counted in units of kDataAlign bytes. Sizes under 16 units each
+// have a list; above, each power of two is split into 16 lists.
+constexpr std::uint32_t kSubBits = 4;
+constexpr std::uint32_t kSub = 1U << kSubBits;
+constexpr std::uint32_t kLevels = 40;  // enough for 2^46 bytes / 64 = 2^40 units
+constexpr std::uint32_t kNone = 0xffffffffU;
+// The longest walk of one list (the fallback of allocate, largest_free).
+constexpr std::uint32_t kMaxWalk = 256;
 
-// One free block of the data region. Nodes live in an array in the
-// segment, so the trees' offset pointers stay valid in every process.
-struct FreeExtent : SizeHook, OffsetHook {
-  std::uint64_t offset = 0;
-  std::uint64_t size = 0;
+enum class NodeState : std::uint32_t { Unused = 0, Free = 1, Used = 2 };
+
+struct Index {
+  std::uint32_t level;
+  std::uint32_t sub;
 };
 
-struct SizeKey {
-  std::uint64_t size;
-  std::uint64_t offset;
-};
-struct BySizeLess {
-  static SizeKey key(const FreeExtent& e) { return {e.size, e.offset}; }
-  static SizeKey key(const SizeKey& k) { return k; }
-  template <class A, class B>
-  bool operator()(const A& a, const B& b) const {
-    SizeKey x = key(a);
-    SizeKey y = key(b);
-    return std::pair(x.size, x.offset) < std::pair(y.size, y.offset);
+// The list a block of u units belongs in.
+Index list_of(std::uint64_t u) {
+  if (u < kSub) return {0, static_cast<std::uint32_t>(u)};
+  auto msb = static_cast<std::uint32_t>(63 - std::countl_zero(u));
+  return {msb - kSubBits + 1, static_cast<std::uint32_t>((u >> (msb - kSubBits)) & (kSub - 1))};
+}
+
+// The first list whose every block holds at least u units.
+Index list_at_least(std::uint64_t u) {
+  if (u >= kSub) {
+    auto msb = static_cast<std::uint32_t>(63 - std::countl_zero(u));
+    u += (std::uint64_t{1} << (msb - kSubBits)) - 1;
   }
-};
-struct ByOffsetLess {
-  static std::uint64_t key(const FreeExtent& e) { return e.offset; }
-  static std::uint64_t key(std::uint64_t k) { return k; }
-  template <class A, class B>
-  bool operator()(const A& a, const B& b) const {
-    return key(a) < key(b);
-  }
-};
+  return list_of(u);
+}
 
-using BySize = bi::set<FreeExtent, bi::base_hook<SizeHook>, bi::compare<BySizeLess>>;
-using ByOffset = bi::set<FreeExtent, bi::base_hook<OffsetHook>, bi::compare<ByOffsetLess>>;
+}  // namespace
 
-// The allocator's area: this struct, then node_count FreeExtents, then a
-// stack of node_count free node indices, then a stack of max_objects free
+// One block of the data region.
+struct Block {
+  std::uint64_t offset;     // bytes into the data region
+  std::uint64_t bytes;      // a multiple of kDataAlign
+  std::uint32_t prev_phys;  // the block just below, or kNone
+  std::uint32_t next_phys;  // the block just above, or kNone
+  std::uint32_t prev_free;  // in its free list (free blocks only)
+  std::uint32_t next_free;
+  std::uint32_t state;  // NodeState
+  std::uint32_t reserved;
+};
+static_assert(sizeof(Block) == 40);
+
+// The allocator's area: this struct, then node_count Blocks, then a stack
+// of node_count unused node indices, then a stack of max_objects free
 // entry indices.
 struct AllocState {
-  BySize by_size;
-  ByOffset by_offset;
-  std::uint32_t node_count = 0;
-  std::uint32_t node_top = 0;   // free nodes on the node stack
-  std::uint32_t entry_top = 0;  // free entries on the entry stack
+  std::uint32_t node_count;
+  std::uint32_t node_top;   // unused nodes on the node stack
+  std::uint32_t entry_top;  // free entries on the entry stack
+  std::uint32_t reserved;
+  std::uint64_t free_bytes;
+  std::uint64_t free_blocks;
+  std::uint64_t level_map;            // bit per level with a non-empty list
+  std::uint32_t sub_map[kLevels];     // bit per non-empty list of the level
+  std::uint32_t heads[kLevels][kSub]; // first block of each list, or kNone
 };
 
 namespace {
 
 std::uint64_t nodes_offset() { return round_up(sizeof(AllocState), 64); }
-std::uint32_t node_count_for(std::uint32_t max_objects) { return max_objects + 2; }
+std::uint32_t node_count_for(std::uint32_t max_objects) { return 2 * max_objects + 2; }
+
+// Fields of the area are read and written one at a time through these:
+// a peer may scribble concurrently, and a value checked must be the value
+// used.
+template <class T>
+T rd(const T& f) {
+  return load(f, std::memory_order_relaxed);
+}
+template <class T>
+void wr(T& f, T v) {
+  store(f, v, std::memory_order_relaxed);
+}
 
 }  // namespace
 
 std::uint64_t ExtentAllocator::area_bytes(std::uint32_t max_objects) {
   std::uint64_t n = node_count_for(max_objects);
-  return round_up(nodes_offset() + n * sizeof(FreeExtent) + n * 4 + std::uint64_t{max_objects} * 4, kPageSize);
+  return round_up(nodes_offset() + n * sizeof(Block) + n * 4 + std::uint64_t{max_objects} * 4, kPageSize);
 }
 
-AllocState& ExtentAllocator::state() const noexcept { return *static_cast<AllocState*>(area_); }
+AllocState& ExtentAllocator::state() const { return *reinterpret_cast<AllocState*>(area_); }  // NOLINT
 
-namespace {
+std::uint32_t ExtentAllocator::node_count() const { return node_count_for(max_objects_); }
 
-FreeExtent* nodes(void* area) {
-  return reinterpret_cast<FreeExtent*>(static_cast<std::byte*>(area) + nodes_offset());  // NOLINT
-}
-std::uint32_t* node_stack(void* area, std::uint32_t node_count) {
-  return reinterpret_cast<std::uint32_t*>(nodes(area) + node_count);  // NOLINT
+Block& ExtentAllocator::node(std::uint32_t i) const {
+  if (i >= node_count()) damaged("a link to block", i, node_count());
+  return reinterpret_cast<Block*>(area_ + nodes_offset())[i];  // NOLINT
 }
 
-}  // namespace
+std::uint32_t* ExtentAllocator::node_stack() const {
+  return reinterpret_cast<std::uint32_t*>(area_ + nodes_offset() + std::uint64_t{node_count()} * sizeof(Block));  // NOLINT
+}
 
-void ExtentAllocator::rebuild(const Entry* entries) {
-  // Read the truth first, so a corrupt table throws before anything changes.
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> used;
-  std::vector<std::uint32_t> free_entries;
-  for (std::uint32_t i = 0; i < max_objects_; ++i) {
-    const Entry& e = entries[i];  // NOLINT
-    auto st = static_cast<EntryState>(load(e.state));
-    if (st == EntryState::Free) {
-      free_entries.push_back(i);
-    } else if (holds_data(st) && e.size > 0) {
-      if (e.offset % kDataAlign != 0 || e.offset > capacity_ || e.size > capacity_ - e.offset) {
-        throw Error(Errc::Corrupt, fmt::format("object table entry {} ({} bytes at offset {}) lies outside the "
-                                               "{}-byte data region",
-                                               i, e.size, e.offset, capacity_));
+std::uint32_t* ExtentAllocator::entry_stack() const { return node_stack() + node_count(); }  // NOLINT
+
+void ExtentAllocator::damaged(const char* what, std::uint64_t a, std::uint64_t b) const {
+  if (damage_ != nullptr) store(*damage_, 1U);
+  throw Error(Errc::Corrupt, fmt::format("the allocator's state is damaged: {} ({} / {})", what, a, b));
+}
+
+std::uint32_t ExtentAllocator::new_node() {
+  AllocState& st = state();
+  std::uint32_t top = rd(st.node_top);
+  if (top == 0 || top > node_count()) damaged("no unused block node", top, node_count());
+  std::uint32_t i = rd(node_stack()[top - 1]);  // NOLINT
+  if (i >= node_count()) damaged("an unused block node out of range", i, node_count());
+  wr(st.node_top, top - 1);
+  return i;
+}
+
+void ExtentAllocator::free_node(std::uint32_t i) {
+  AllocState& st = state();
+  std::uint32_t top = rd(st.node_top);
+  if (top >= node_count()) damaged("the unused node stack overflows", top, node_count());
+  wr(node(i).state, static_cast<std::uint32_t>(NodeState::Unused));
+  wr(node_stack()[top], i);  // NOLINT
+  wr(st.node_top, top + 1);
+}
+
+void ExtentAllocator::insert_free(std::uint32_t i) {
+  AllocState& st = state();
+  Block& b = node(i);
+  std::uint64_t bytes = rd(b.bytes);
+  Index x = list_of(bytes / kDataAlign);
+  if (x.level >= kLevels) damaged("a block too large", bytes, capacity_);
+  std::uint32_t head = rd(st.heads[x.level][x.sub]);  // NOLINT
+  wr(b.prev_free, kNone);
+  wr(b.next_free, head);
+  if (head != kNone) wr(node(head).prev_free, i);
+  wr(st.heads[x.level][x.sub], i);                                                  // NOLINT
+  wr(st.sub_map[x.level], rd(st.sub_map[x.level]) | (1U << x.sub));                 // NOLINT
+  wr(st.level_map, rd(st.level_map) | (std::uint64_t{1} << x.level));
+  wr(b.state, static_cast<std::uint32_t>(NodeState::Free));
+  wr(st.free_bytes, rd(st.free_bytes) + bytes);
+  wr(st.free_blocks, rd(st.free_blocks) + 1);
+}
+
+void ExtentAllocator::remove_free(std::uint32_t i) {
+  AllocState& st = state();
+  Block& b = node(i);
+  if (rd(b.state) != static_cast<std::uint32_t>(NodeState::Free)) damaged("a listed block is not free", i, rd(b.state));
+  std::uint64_t bytes = rd(b.bytes);
+  Index x = list_of(bytes / kDataAlign);
+  if (x.level >= kLevels) damaged("a block too large", bytes, capacity_);
+  std::uint32_t prev = rd(b.prev_free);
+  std::uint32_t next = rd(b.next_free);
+  if (prev != kNone) {
+    Block& p = node(prev);
+    if (rd(p.next_free) != i) damaged("a free list's links disagree", prev, i);
+    wr(p.next_free, next);
+  } else {
+    if (rd(st.heads[x.level][x.sub]) != i) damaged("a free list's head is not its first block", x.level, i);  // NOLINT
+    wr(st.heads[x.level][x.sub], next);                                                                      // NOLINT
+    if (next == kNone) {
+      std::uint32_t sub = rd(st.sub_map[x.level]) & ~(1U << x.sub);  // NOLINT
+      wr(st.sub_map[x.level], sub);                                  // NOLINT
+      if (sub == 0) wr(st.level_map, rd(st.level_map) & ~(std::uint64_t{1} << x.level));
+    }
+  }
+  if (next != kNone) {
+    Block& n = node(next);
+    if (rd(n.prev_free) != i) damaged("a free list's links disagree", i, next);
+    wr(n.prev_free, prev);
+  }
+  wr(st.free_bytes, rd(st.free_bytes) - std::min(bytes, rd(st.free_bytes)));
+  wr(st.free_blocks, rd(st.free_blocks) - std::min<std::uint64_t>(1, rd(st.free_blocks)));
+}
+
+std::optional<std::uint32_t> ExtentAllocator::find_free(std::uint64_t bytes) {
+  AllocState& st = state();
+  std::uint64_t units = bytes / kDataAlign;
+  Index x = list_at_least(units);
+  if (x.level < kLevels) {
+    std::uint32_t subs = rd(st.sub_map[x.level]) & (~0U << x.sub);  // NOLINT
+    std::uint32_t level = x.level;
+    if (subs == 0) {
+      std::uint64_t levels = x.level + 1 < 64 ? rd(st.level_map) & (~std::uint64_t{0} << (x.level + 1)) : 0;
+      if (levels != 0) {
+        level = static_cast<std::uint32_t>(std::countr_zero(levels));
+        if (level >= kLevels) damaged("the level map names a level out of range", level, kLevels);
+        subs = rd(st.sub_map[level]);  // NOLINT
       }
-      used.emplace_back(e.offset, footprint(e.size));
-    } else if (static_cast<std::uint32_t>(st) > static_cast<std::uint32_t>(EntryState::Abandoned)) {
-      throw Error(Errc::Corrupt,
-                  fmt::format("object table entry {} has unknown state {}", i, static_cast<std::uint32_t>(st)));
+    }
+    if (subs != 0) {
+      auto sub = static_cast<std::uint32_t>(std::countr_zero(subs));
+      std::uint32_t head = rd(st.heads[level][sub]);  // NOLINT
+      if (head == kNone) damaged("a list marked non-empty is empty", level, sub);
+      return head;
     }
   }
-  std::sort(used.begin(), used.end());
-  for (std::size_t k = 1; k < used.size(); ++k) {
-    if (used[k - 1].first + used[k - 1].second > used[k].first) {
-      throw Error(Errc::Corrupt, fmt::format("two objects overlap in the data region at offset {}", used[k].first));
-    }
+  // Every block of the list a size falls in is at least as large as the
+  // list's lower bound, not necessarily as `bytes`: look through it.
+  Index exact = list_of(units);
+  if (exact.level >= kLevels) return std::nullopt;
+  std::uint32_t i = rd(st.heads[exact.level][exact.sub]);  // NOLINT
+  for (std::uint32_t walked = 0; i != kNone && walked < kMaxWalk; ++walked) {
+    Block& b = node(i);
+    if (rd(b.bytes) >= bytes) return i;
+    i = rd(b.next_free);
   }
-
-  std::uint32_t n = node_count_for(max_objects_);
-  auto* st = new (area_) AllocState();  // the old trees are garbage: start afresh
-  st->node_count = n;
-  std::uint32_t* stack = node_stack(area_, n);
-  for (std::uint32_t k = 0; k < n; ++k) stack[k] = n - 1 - k;  // NOLINT
-  st->node_top = n;
-  std::uint32_t* estack = stack + n;  // NOLINT
-  st->entry_top = 0;
-  for (auto it = free_entries.rbegin(); it != free_entries.rend(); ++it) estack[st->entry_top++] = *it;  // NOLINT
-
-  std::uint64_t cursor = 0;
-  for (auto [off, len] : used) {
-    if (off > cursor) insert_free(cursor, off - cursor);
-    cursor = off + len;
-  }
-  if (capacity_ > cursor) insert_free(cursor, capacity_ - cursor);
+  return std::nullopt;
 }
 
-void ExtentAllocator::insert_free(std::uint64_t offset, std::uint64_t bytes) {
-  AllocState& st = state();
-  std::uint32_t idx = node_stack(area_, st.node_count)[--st.node_top];  // NOLINT
-  FreeExtent* node = new (nodes(area_) + idx) FreeExtent();             // NOLINT
-  node->offset = offset;
-  node->size = bytes;
-  st.by_size.insert(*node);
-  st.by_offset.insert(*node);
+std::optional<ExtentAllocator::Extent> ExtentAllocator::allocate(std::uint64_t bytes) {
+  if (bytes == 0 || bytes % kDataAlign != 0 || bytes > capacity_) return std::nullopt;
+  std::optional<std::uint32_t> found = find_free(bytes);
+  if (!found) return std::nullopt;
+  std::uint32_t i = *found;
+  Block& b = node(i);
+  std::uint64_t have = rd(b.bytes);
+  std::uint64_t offset = rd(b.offset);
+  if (have < bytes || have % kDataAlign != 0 || offset > capacity_ || have > capacity_ - offset) {
+    damaged("a free block does not fit the data region", offset, have);
+  }
+  remove_free(i);
+  if (have > bytes) {
+    std::uint32_t r = new_node();
+    Block& rest = node(r);
+    std::uint32_t next = rd(b.next_phys);
+    wr(rest.offset, offset + bytes);
+    wr(rest.bytes, have - bytes);
+    wr(rest.prev_phys, i);
+    wr(rest.next_phys, next);
+    if (next != kNone) wr(node(next).prev_phys, r);
+    wr(b.next_phys, r);
+    wr(b.bytes, bytes);
+    insert_free(r);
+  }
+  wr(b.state, static_cast<std::uint32_t>(NodeState::Used));
+  return Extent{offset, bytes, i};
 }
 
-std::optional<std::uint64_t> ExtentAllocator::allocate(std::uint64_t bytes) {
-  AllocState& st = state();
-  auto it = st.by_size.lower_bound(SizeKey{bytes, 0}, BySizeLess{});
-  if (it == st.by_size.end()) return std::nullopt;
-  FreeExtent& node = *it;
-  std::uint64_t offset = node.offset;
-  st.by_size.erase(it);
-  if (node.size == bytes) {
-    st.by_offset.erase(st.by_offset.iterator_to(node));
-    node_stack(area_, st.node_count)[st.node_top++] = static_cast<std::uint32_t>(&node - nodes(area_));  // NOLINT
-  } else {
-    // Take the front: the node keeps its place in offset order.
-    node.offset += bytes;
-    node.size -= bytes;
-    st.by_size.insert(node);
+ExtentAllocator::Extent ExtentAllocator::split(Extent& e, std::uint64_t first) {
+  Block& b = node(e.block);
+  if (rd(b.state) != static_cast<std::uint32_t>(NodeState::Used) || rd(b.offset) != e.offset ||
+      rd(b.bytes) != e.bytes || first == 0 || first >= e.bytes || first % kDataAlign != 0) {
+    damaged("a block to split is not the extent", e.block, e.offset);
   }
-  return offset;
+  std::uint32_t r = new_node();
+  Block& rest = node(r);
+  std::uint32_t next = rd(b.next_phys);
+  wr(rest.offset, e.offset + first);
+  wr(rest.bytes, e.bytes - first);
+  wr(rest.prev_phys, e.block);
+  wr(rest.next_phys, next);
+  wr(rest.state, static_cast<std::uint32_t>(NodeState::Used));
+  if (next != kNone) wr(node(next).prev_phys, r);
+  wr(b.next_phys, r);
+  wr(b.bytes, first);
+  Extent out{e.offset + first, e.bytes - first, r};
+  e.bytes = first;
+  return out;
 }
 
-void ExtentAllocator::release(std::uint64_t offset, std::uint64_t bytes) {
-  AllocState& st = state();
-  auto next = st.by_offset.lower_bound(offset, ByOffsetLess{});
-  FreeExtent* merged = nullptr;
-  if (next != st.by_offset.begin()) {
-    auto prev = std::prev(next);
-    if (prev->offset + prev->size == offset) {
-      merged = &*prev;
-      st.by_size.erase(st.by_size.iterator_to(*merged));
-      merged->size += bytes;
+void ExtentAllocator::release(const Extent& e) {
+  std::uint32_t i = e.block;
+  Block& b = node(i);
+  if (rd(b.state) != static_cast<std::uint32_t>(NodeState::Used) || rd(b.offset) != e.offset ||
+      rd(b.bytes) != e.bytes) {
+    damaged("a released extent is not a used block", e.offset, e.bytes);
+  }
+  std::uint64_t offset = e.offset;
+  std::uint64_t bytes = e.bytes;
+  std::uint32_t next = rd(b.next_phys);
+  if (next != kNone) {
+    Block& n = node(next);
+    if (rd(n.prev_phys) != i || rd(n.offset) != offset + bytes) damaged("neighbouring blocks disagree", i, next);
+    if (rd(n.state) == static_cast<std::uint32_t>(NodeState::Free)) {
+      remove_free(next);
+      bytes += rd(n.bytes);
+      std::uint32_t after = rd(n.next_phys);
+      if (after != kNone) {
+        if (rd(node(after).prev_phys) != next) damaged("neighbouring blocks disagree", next, after);
+        wr(node(after).prev_phys, i);
+      }
+      wr(b.next_phys, after);
+      free_node(next);
     }
   }
-  if (next != st.by_offset.end() && offset + bytes == next->offset) {
-    FreeExtent& after = *next;
-    st.by_size.erase(st.by_size.iterator_to(after));
-    if (merged != nullptr) {
-      merged->size += after.size;
-      st.by_offset.erase(next);
-      node_stack(area_, st.node_count)[st.node_top++] = static_cast<std::uint32_t>(&after - nodes(area_));  // NOLINT
-    } else {
-      after.offset = offset;  // still between its neighbours: order holds
-      after.size += bytes;
-      merged = &after;
+  std::uint32_t prev = rd(b.prev_phys);
+  if (prev != kNone) {
+    Block& p = node(prev);
+    if (rd(p.next_phys) != i || rd(p.offset) + rd(p.bytes) != offset) damaged("neighbouring blocks disagree", prev, i);
+    if (rd(p.state) == static_cast<std::uint32_t>(NodeState::Free)) {
+      remove_free(prev);
+      bytes += rd(p.bytes);
+      offset = rd(p.offset);
+      std::uint32_t after = rd(b.next_phys);
+      if (after != kNone) wr(node(after).prev_phys, prev);
+      wr(p.next_phys, after);
+      free_node(i);
+      i = prev;
     }
   }
-  if (merged != nullptr) {
-    st.by_size.insert(*merged);
-  } else {
-    insert_free(offset, bytes);
-  }
+  Block& merged = node(i);
+  wr(merged.offset, offset);
+  wr(merged.bytes, bytes);
+  insert_free(i);
 }
 
 std::optional<std::uint32_t> ExtentAllocator::pop_entry() {
   AllocState& st = state();
-  if (st.entry_top == 0) return std::nullopt;
-  return node_stack(area_, st.node_count)[st.node_count + --st.entry_top];  // NOLINT
+  std::uint32_t top = rd(st.entry_top);
+  if (top == 0) return std::nullopt;
+  if (top > max_objects_) damaged("the free entry stack overflows", top, max_objects_);
+  std::uint32_t i = rd(entry_stack()[top - 1]);  // NOLINT
+  if (i >= max_objects_) damaged("a free entry out of range", i, max_objects_);
+  wr(st.entry_top, top - 1);
+  return i;
 }
 
 void ExtentAllocator::push_entry(std::uint32_t index) {
   AllocState& st = state();
-  node_stack(area_, st.node_count)[st.node_count + st.entry_top++] = index;  // NOLINT
+  std::uint32_t top = rd(st.entry_top);
+  if (top >= max_objects_) damaged("the free entry stack overflows", top, max_objects_);
+  wr(entry_stack()[top], index);  // NOLINT
+  wr(st.entry_top, top + 1);
 }
+
+std::uint64_t ExtentAllocator::free_entries() const { return std::min<std::uint64_t>(rd(state().entry_top), max_objects_); }
+std::uint64_t ExtentAllocator::free_bytes() const { return std::min(rd(state().free_bytes), capacity_); }
+std::uint64_t ExtentAllocator::free_blocks() const { return rd(state().free_blocks); }
 
 std::uint64_t ExtentAllocator::largest_free() const {
   const AllocState& st = state();
-  return st.by_size.empty() ? 0 : st.by_size.rbegin()->size;
+  std::uint64_t levels = rd(st.level_map);
+  if (levels == 0) return 0;
+  auto level = static_cast<std::uint32_t>(63 - std::countl_zero(levels));
+  if (level >= kLevels) return 0;
+  std::uint32_t subs = rd(st.sub_map[level]);  // NOLINT
+  if (subs == 0) return 0;
+  auto sub = static_cast<std::uint32_t>(31 - std::countl_zero(subs));
+  std::uint64_t best = 0;
+  std::uint32_t i = rd(st.heads[level][sub]);  // NOLINT
+  for (std::uint32_t walked = 0; i != kNone && i < node_count() && walked < kMaxWalk; ++walked) {
+    const Block& b = reinterpret_cast<const Block*>(area_ + nodes_offset())[i];  // NOLINT
+    best = std::max(best, rd(b.bytes));
+    i = rd(b.next_free);
+  }
+  return std::min(best, capacity_);
 }
 
-std::uint64_t ExtentAllocator::free_extents() const { return state().by_size.size(); }
+void ExtentAllocator::rebuild(Entry* entries) {
+  // Read the truth first, so a damaged table throws before anything changes.
+  struct Used {
+    std::uint64_t offset, bytes;
+    std::uint32_t entry;
+  };
+  std::vector<Used> used;
+  std::vector<std::uint32_t> free_entries;
+  for (std::uint32_t i = 0; i < max_objects_; ++i) {
+    Entry& e = entries[i];  // NOLINT
+    std::uint64_t w = load(e.word);
+    if (!word_valid(w)) continue;  // damaged: neither free nor holding anything
+    EntryState s = word_state(w);
+    if (s == EntryState::Free) {
+      free_entries.push_back(i);
+      continue;
+    }
+    std::uint64_t bytes = rd(e.extent);
+    if (!holds_extent(s) || bytes == 0) continue;
+    std::uint64_t offset = rd(e.offset);
+    if (offset % kDataAlign != 0 || bytes % kDataAlign != 0 || offset > capacity_ || bytes > capacity_ - offset) {
+      continue;  // damaged: its extent is not counted, and fetches of it say Corrupt
+    }
+    used.push_back({offset, bytes, i});
+  }
+  std::sort(used.begin(), used.end(), [](const Used& a, const Used& b) { return a.offset < b.offset; });
+  // Two entries that claim the same bytes: the first keeps them.
+  std::size_t kept = 0;
+  for (std::size_t k = 0; k < used.size(); ++k) {
+    if (kept > 0 && used[kept - 1].offset + used[kept - 1].bytes > used[k].offset) continue;
+    used[kept++] = used[k];
+  }
+  used.resize(kept);
+
+  // Start afresh: every node unused, every list empty.
+  AllocState& st = state();
+  std::uint32_t n = node_count();
+  wr(st.node_count, n);
+  wr(st.free_bytes, std::uint64_t{0});
+  wr(st.free_blocks, std::uint64_t{0});
+  wr(st.level_map, std::uint64_t{0});
+  for (std::uint32_t l = 0; l < kLevels; ++l) {
+    wr(st.sub_map[l], 0U);                                     // NOLINT
+    for (std::uint32_t s = 0; s < kSub; ++s) wr(st.heads[l][s], kNone);  // NOLINT
+  }
+  for (std::uint32_t k = 0; k < n; ++k) {
+    wr(node_stack()[k], n - 1 - k);  // NOLINT: pops give 0, 1, 2, ...
+    wr(node(k).state, static_cast<std::uint32_t>(NodeState::Unused));
+  }
+  wr(st.node_top, n);
+  wr(st.entry_top, 0U);
+  for (auto it = free_entries.rbegin(); it != free_entries.rend(); ++it) push_entry(*it);
+
+  // Tile the data region: a used block per entry, a free block per gap.
+  std::uint32_t last = kNone;
+  auto append = [&](std::uint64_t offset, std::uint64_t bytes, bool free) {
+    std::uint32_t k = new_node();
+    Block& b = node(k);
+    wr(b.offset, offset);
+    wr(b.bytes, bytes);
+    wr(b.prev_phys, last);
+    wr(b.next_phys, kNone);
+    if (last != kNone) wr(node(last).next_phys, k);
+    last = k;
+    if (free) {
+      insert_free(k);
+    } else {
+      wr(b.state, static_cast<std::uint32_t>(NodeState::Used));
+    }
+    return k;
+  };
+  std::uint64_t cursor = 0;
+  for (const Used& u : used) {
+    if (u.offset > cursor) append(cursor, u.offset - cursor, true);
+    std::uint32_t k = append(u.offset, u.bytes, false);
+    store(entries[u.entry].block, k, std::memory_order_relaxed);  // NOLINT
+    cursor = u.offset + u.bytes;
+  }
+  if (capacity_ > cursor) append(cursor, capacity_ - cursor, true);
+}
 
 }  // namespace sealstore::detail

@@ -3,12 +3,15 @@
 // field's comment saying what guards it. Fields read or written outside the
 // segment lock are accessed through std::atomic_ref (see atomics.hpp).
 //
-//   [Header | ProcessSlot x kMaxProcesses | Entry x max_objects |
-//    pin bitmaps (one row per slot) | NameSlot x name_slots |
-//    allocator state (derived, rebuilt after a crash) | data (capacity)]
+//   [Header | ProcessSlot x kMaxProcesses | SlotStats x kMaxProcesses x
+//    kStatLines | Entry x max_objects | pin bitmaps (one row per slot) |
+//    NameSlot x name_slots | allocator state (derived) | data (capacity)]
+//
+// Nothing here is trusted by a process that reads it: any process that can
+// write the file can write anything into it. Each process keeps its own
+// copy of the geometry (Geometry, validated once at attach) and bounds every
+// index and offset it reads from the segment against that copy.
 #pragma once
-
-#include <pthread.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -18,59 +21,87 @@
 
 namespace sealstore::detail {
 
-inline constexpr std::uint64_t kMagic = 0x3130'4c41'4553'4c53ULL;  // "SLSEAL01"
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint64_t kMagic = 0x3230'4c41'4553'4c53ULL;  // "SLSEAL02"
+inline constexpr std::uint32_t kLayoutVersion = 2;
 inline constexpr std::uint32_t kMaxProcesses = 128;
+inline constexpr std::uint32_t kStatLines = 8;              // counter lines per process (one per thread, cycling)
 inline constexpr std::uint64_t kDataAlign = 64;             // every object starts on a cache line
 inline constexpr std::uint64_t kDataRegionAlign = 2 << 20;  // data region starts on a huge page
 inline constexpr std::uint64_t kPageSize = 4096;
 inline constexpr std::size_t kNameBytes = 64;  // names up to 63 bytes, NUL-padded
 inline constexpr std::uint32_t kNoSlot = 0xffffffffU;
+inline constexpr std::uint32_t kNoBlock = 0xffffffffU;
 
 enum class EntryState : std::uint32_t {
-  Free = 0,
-  Unfilled = 1,
-  Writing = 2,
-  Sealed = 3,
-  ErasePending = 4,
-  Abandoned = 5,
+  Free = 0,          // in the free-entry stack
+  Unfilled = 1,      // made by make_ref(); no data
+  Writing = 2,       // owned by the writer in `owner`; holds its extent
+  Sealed = 3,        // immutable; holds its extent
+  ErasePending = 4,  // erased while pinned; freed by whoever drops the last pin
+  Abandoned = 5,     // its writer died, or Store::fail(): holds the reason's extent, if any
+  Reserved = 6,      // no object: an entry and extent cached by the process in `owner`
 };
+inline constexpr std::uint32_t kEntryStates = 7;
+
+// An entry's head word, the one field whose changes commit its life:
+//   bits  0..3   EntryState
+//   bits  4..11  owner: the slot writing it (Writing) or caching it
+//                (Reserved), 0xff otherwise
+//   bits 12..31  the low 20 bits of the generation
+//   bits 32..63  the generation: bumped (never to 0) whenever the entry
+//                starts a new life or a new reservation
+// The low half is the futex word fetchers sleep on; holding generation bits
+// makes it change when the entry is reused, so a sleeper never sleeps on
+// the entry's next object.
+inline constexpr std::uint32_t kNoOwner = 0xff;
+constexpr std::uint64_t make_word(EntryState s, std::uint32_t owner, std::uint32_t gen) {
+  return static_cast<std::uint64_t>(s) | (std::uint64_t{owner & 0xffU} << 4U) |
+         (std::uint64_t{gen & 0xfffffU} << 12U) | (std::uint64_t{gen} << 32U);
+}
+constexpr std::uint32_t word_state_bits(std::uint64_t w) { return static_cast<std::uint32_t>(w & 0xfU); }
+constexpr EntryState word_state(std::uint64_t w) { return static_cast<EntryState>(w & 0xfU); }
+constexpr std::uint32_t word_owner(std::uint64_t w) { return static_cast<std::uint32_t>((w >> 4U) & 0xffU); }
+constexpr std::uint32_t word_gen(std::uint64_t w) { return static_cast<std::uint32_t>(w >> 32U); }
+constexpr std::uint32_t word_futex(std::uint64_t w) { return static_cast<std::uint32_t>(w); }
+// A word no honest process writes: the state is out of range, or the low
+// generation bits disagree with the generation.
+constexpr bool word_valid(std::uint64_t w) {
+  return word_state_bits(w) < kEntryStates && ((w >> 12U) & 0xfffffU) == (word_gen(w) & 0xfffffU);
+}
+constexpr std::uint32_t next_gen(std::uint32_t g) { return g + 1 == 0 ? 1 : g + 1; }
 
 enum EntryFlags : std::uint32_t {
   kFresh = 1U << 0U,   // made by a writer, not make_ref(): an abort frees the entry
   kFailed = 1U << 1U,  // Abandoned by Store::fail(): its data (size bytes) is the reason
 };
 
-// One object (or made ref). 128 bytes: the first line is what fetch reads.
+// One object (or made ref). 128 bytes: the first line is all a fetch of an
+// object that is not an n-d array reads.
 struct alignas(64) Entry {
-  // --- line 1: the fast path
-  std::uint32_t state;        // EntryState; the futex word fetchers sleep on. Changed under
-                              // the lock, except Writing -> Sealed by the writer (atomic).
-  std::uint32_t gen;          // bumped (never to 0) each time the entry is reused; under lock.
-                              // Read atomically after state by fetch.
-  std::uint32_t waiters;      // fetchers sleeping on state (atomic); a dead waiter only costs
-                              // one spare wake-up.
-  std::uint32_t flags;        // EntryFlags; under lock
-  std::uint64_t offset;       // of the data within the data region, bytes; under lock
-  std::uint64_t size;         // bytes (not rounded); under lock
-  std::uint32_t writer_slot;  // slot filling it while Writing, else kNoSlot; under lock
-  std::uint32_t names;        // names bound to it; under lock
-  std::uint32_t where;        // WorkerId; under lock
-  std::uint32_t whence;       // WorkerId that made the ref (or object); under lock
-  std::uint32_t creator_id;   // WorkerId that wrote the data (0 while unfilled); under lock
-  std::int32_t creator_pid;   // pid of creator_id; under lock
-  std::uint64_t created_ns;   // CLOCK_REALTIME when made; under lock
-  // --- line 2: the value's type, written with the data, immutable once sealed
-  std::uint8_t kind;  // ValueKind
-  std::uint8_t elem;  // ElemType
-  std::uint8_t rank;
-  std::uint8_t reserved0;
-  std::uint32_t elem_size;  // bytes
-  std::uint64_t type_hash;
-  std::uint64_t shape[kMaxRank];
-  std::uint64_t sealed_ns;  // CLOCK_REALTIME when sealed; written by the writer before sealing
-  std::int32_t maker_pid;   // pid of whence when it made the ref; under lock
+  // --- line 1
+  std::uint64_t word;        // the head word (above); atomic
+  std::uint32_t waiters;     // fetchers sleeping on the word (atomic); a dead waiter costs one spare wake-up
+  std::uint32_t flags;       // EntryFlags; by the entry's owner or under the lock
+  std::uint64_t offset;      // of its extent in the data region, bytes; set with the extent (under the lock)
+  std::uint64_t extent;      // bytes of the data region it holds (a multiple of 64), 0 for none
+  std::uint64_t size;        // bytes of value (<= extent); by the writer before sealing
+  std::uint8_t kind;         // ValueKind   } the value's type: by the writer before
+  std::uint8_t elem;         // ElemType    } sealing, immutable once sealed
+  std::uint8_t rank;         //             }
+  std::uint8_t reserved0;    //             }
+  std::uint32_t elem_size;   // bytes       }
+  std::uint64_t type_hash;   //             }
+  std::uint32_t names;       // names bound to it; under the lock
+  std::uint32_t block;       // the allocator's block for its extent (derived); under the lock
+  // --- line 2
+  std::uint64_t shape[kMaxRank];  // NdArray only; as the type above
+  std::uint32_t where;            // WorkerId it is meant for; by its maker
+  std::uint32_t whence;           // WorkerId that made the ref (or object); by its maker
+  std::uint32_t creator_id;       // WorkerId that wrote the data (0 while unfilled); by the writer
+  std::int32_t creator_pid;       // pid of creator_id; by the writer
+  std::int32_t maker_pid;         // pid of whence; by its maker
   std::uint32_t reserved1;
+  std::uint64_t created_ns;  // CLOCK_REALTIME (coarse) when made; by its maker
 };
 static_assert(sizeof(Entry) == 128);
 
@@ -78,17 +109,29 @@ enum class SlotState : std::uint32_t { Free = 0, Live = 1 };
 
 // One attached process. Claimed and freed under the lock.
 struct alignas(64) ProcessSlot {
-  std::uint32_t state;            // SlotState; under lock, read atomically by observers
-  std::int32_t pid;               // under lock
-  std::uint64_t start_time;       // /proc/PID/stat field 22; pid + start time identify a process
-  std::uint32_t worker_id;        // under lock
-  std::uint32_t role;             // sealstore::Role; under lock
-  std::uint64_t attached_ns;      // CLOCK_REALTIME
-  std::uint64_t objects_created;  // objects sealed by it; atomic, relaxed
-  std::uint64_t pid_ns;           // its pid namespace (registry/process.hpp), 0 if unknown; under lock
+  std::uint32_t state;        // SlotState; under the lock, read atomically by everyone
+  std::int32_t pid;           // under the lock
+  std::uint64_t start_time;   // /proc/PID/stat field 22; pid + start time identify a process
+  std::uint32_t worker_id;    // under the lock
+  std::uint32_t role;         // sealstore::Role; under the lock
+  std::uint64_t attached_ns;  // CLOCK_REALTIME
+  std::uint64_t pid_ns;       // its pid namespace (registry/process.hpp), 0 if unknown; under the lock
+  std::uint32_t lock_seq;     // the segment lock's sequence while it holds the lock, else 0 (atomic, own)
+  std::uint32_t reserved0;
   std::uint64_t reserved[2];
 };
 static_assert(sizeof(ProcessSlot) == 64);
+
+// Counters a process's threads change on every put and erase, a line per
+// thread (cycling through kStatLines), summed on read: no line is shared by
+// two busy threads. Zeroed when the slot is reaped or freed.
+struct alignas(64) SlotStats {
+  std::int64_t reserved_entries;  // entries Reserved by this process (atomic)
+  std::int64_t reserved_bytes;    // bytes of their extents (atomic)
+  std::uint64_t objects_sealed;   // objects this process sealed (atomic)
+  std::uint64_t reserved[5];
+};
+static_assert(sizeof(SlotStats) == 64);
 
 // One store-wide name. Written under the lock as a seqlock (seq odd while
 // changing), so lookups read it without the lock.
@@ -117,6 +160,7 @@ struct alignas(64) Header {
   std::uint32_t name_slots;  // hash table size (power of two, >= 2 * max_names)
   std::uint32_t pin_words;   // 64-bit words per pin bitmap row
   std::uint64_t slots_offset;
+  std::uint64_t stats_offset;
   std::uint64_t entries_offset;
   std::uint64_t pins_offset;
   std::uint64_t names_offset;
@@ -127,34 +171,39 @@ struct alignas(64) Header {
   std::int32_t creator_pid;
   std::uint32_t reserved0;
 
-  // --- mutable, under lock (observers read them atomically)
-  std::uint32_t next_worker_id;
-  std::uint32_t objects;                         // entries not Free
-  std::uint64_t used;                            // bytes allocated to object data (rounded); derived
-  std::uint64_t largest_free;                    // derived
-  std::uint64_t free_extents;                    // derived
-  std::uint64_t recoveries;                      // dead processes reaped
-  std::uint32_t names_bound;                     // used name slots; derived
-  std::uint32_t repair_pending;                  // 1: the next locker validates the tables and rebuilds what is
-                                                 // derived (set when a lock holder died, or a repair failed)
-  std::uint64_t lock_repairs;                    // lock holders found dead (EOWNERDEAD); under lock
-  std::uint64_t live_slots[kMaxProcesses / 64];  // bit per slot in state Live
+  // --- the segment lock (sync/segment_lock.hpp), a line of its own
+  alignas(64) std::uint32_t lock_word;
 
-  alignas(64) pthread_mutex_t lock;  // robust, process-shared
+  // --- mutable, under the lock (read atomically by everyone)
+  alignas(64) std::uint32_t next_worker_id;
+  std::uint32_t repair_pending;  // 1: the next locker validates the tables and rebuilds what is derived
+  std::uint64_t free_entries;    // entries in the free-entry stack; derived
+  std::uint64_t free_bytes;      // bytes in free blocks of the allocator; derived
+  std::uint64_t largest_free;    // derived
+  std::uint64_t free_extents;    // free blocks; derived
+  std::uint64_t recoveries;      // dead processes reaped
+  std::uint64_t lock_repairs;    // lock holders found dead
+  std::uint32_t names_bound;     // used name slots; derived
+  std::uint32_t reserved1;
+  std::uint64_t live_slots[kMaxProcesses / 64];  // bit per slot in state Live
 };
 static_assert(std::is_standard_layout_v<Header> && std::is_trivially_copyable_v<Header>);
 static_assert(std::is_standard_layout_v<Entry> && std::is_trivially_copyable_v<Entry>);
 static_assert(std::is_standard_layout_v<ProcessSlot> && std::is_trivially_copyable_v<ProcessSlot>);
+static_assert(std::is_standard_layout_v<SlotStats> && std::is_trivially_copyable_v<SlotStats>);
 static_assert(std::is_standard_layout_v<NameSlot> && std::is_trivially_copyable_v<NameSlot>);
 
 // Offsets and sizes of every region, computed from the three parameters.
+// Each process keeps its own copy: the one in the header is checked against
+// it once, at attach, and never read again.
 struct Geometry {
   std::uint64_t capacity;
   std::uint32_t max_objects;
   std::uint32_t max_names;
   std::uint32_t name_slots;
   std::uint32_t pin_words;
-  std::uint64_t slots_offset, entries_offset, pins_offset, names_offset;
+  std::uint32_t segment_tag;
+  std::uint64_t slots_offset, stats_offset, entries_offset, pins_offset, names_offset;
   std::uint64_t alloc_offset, alloc_bytes, data_offset, file_size;
 };
 
@@ -165,5 +214,15 @@ Geometry compute_geometry(std::uint64_t capacity, std::uint32_t max_objects, std
 std::uint64_t layout_fingerprint();
 
 inline std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
+
+// Bytes an extent for `size` bytes of value takes when not cached by size class.
+inline std::uint64_t footprint(std::uint64_t size) { return round_up(size, kDataAlign); }
+
+// States whose entry holds its extent: Writing, Sealed, ErasePending,
+// Abandoned (a failed ref's reason; 0 bytes when its writer died), Reserved.
+inline bool holds_extent(EntryState s) {
+  return s == EntryState::Writing || s == EntryState::Sealed || s == EntryState::ErasePending ||
+         s == EntryState::Abandoned || s == EntryState::Reserved;
+}
 
 }  // namespace sealstore::detail

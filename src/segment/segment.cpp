@@ -9,9 +9,8 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <boost/version.hpp>
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <new>
 #include <utility>
@@ -72,16 +71,6 @@ std::byte* map_aligned(int fd, std::uint64_t size, std::uint64_t offset, int pro
   return static_cast<std::byte*>(p);
 }
 
-void init_robust_mutex(pthread_mutex_t* m) {
-  pthread_mutexattr_t a;
-  pthread_mutexattr_init(&a);
-  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-  int rc = pthread_mutex_init(m, &a);
-  pthread_mutexattr_destroy(&a);
-  if (rc != 0) throw Error(Errc::OutOfMemory, "pthread_mutex_init failed: " + errno_text(rc));
-}
-
 std::uint32_t random_tag() {
   std::uint32_t tag = 0;
   while (tag == 0) {
@@ -121,7 +110,8 @@ Mapping::Mapping(Mapping&& o) noexcept
       size_(std::exchange(o.size_, 0)),
       data_ro_(std::exchange(o.data_ro_, nullptr)),
       data_ro_size_(std::exchange(o.data_ro_size_, 0)),
-      path_(std::move(o.path_)) {}
+      path_(std::move(o.path_)),
+      geo_(o.geo_) {}
 
 Mapping& Mapping::operator=(Mapping&& o) noexcept {
   if (this != &o) {
@@ -132,6 +122,7 @@ Mapping& Mapping::operator=(Mapping&& o) noexcept {
     data_ro_ = std::exchange(o.data_ro_, nullptr);
     data_ro_size_ = std::exchange(o.data_ro_size_, 0);
     path_ = std::move(o.path_);
+    geo_ = o.geo_;
   }
   return *this;
 }
@@ -209,6 +200,7 @@ Mapping Mapping::create(const CreateParams& p) {
   h->name_slots = g.name_slots;
   h->pin_words = g.pin_words;
   h->slots_offset = g.slots_offset;
+  h->stats_offset = g.stats_offset;
   h->entries_offset = g.entries_offset;
   h->pins_offset = g.pins_offset;
   h->names_offset = g.names_offset;
@@ -218,14 +210,17 @@ Mapping Mapping::create(const CreateParams& p) {
   h->created_ns = unix_now_ns();
   h->creator_pid = ::getpid();
   h->next_worker_id = 1;
-  init_robust_mutex(&h->lock);
   // The tables are zero (a fresh file): every entry Free, every slot Free,
   // every name empty. The allocator's state is derived from them.
-  auto* entries = reinterpret_cast<const Entry*>(m.base_ + g.entries_offset);  // NOLINT
+  auto* entries = reinterpret_cast<Entry*>(m.base_ + g.entries_offset);  // NOLINT
   ExtentAllocator alloc(m.base_ + g.alloc_offset, g.capacity, g.max_objects);
   alloc.rebuild(entries);
+  h->free_entries = alloc.free_entries();
+  h->free_bytes = alloc.free_bytes();
   h->largest_free = alloc.largest_free();
-  h->free_extents = alloc.free_extents();
+  h->free_extents = alloc.free_blocks();
+  g.segment_tag = h->segment_tag;
+  m.geo_ = g;
 
   m.data_ro_size_ = g.capacity;
   m.data_ro_ = map_aligned(m.fd_, g.capacity, g.data_offset, PROT_READ, false, p.huge_pages);
@@ -299,103 +294,13 @@ Mapping Mapping::open(const OpenParams& p) {
   m.base_ = map_aligned(m.fd_, file_size, 0, prot, false, p.huge_pages);
   if (m.base_ == nullptr)
     throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", name, errno_text(errno)));
-  validate_header(m.header(), file_size, name);
-  const Header& h = m.header();
-  m.data_ro_size_ = h.capacity;
-  m.data_ro_ = map_aligned(m.fd_, h.capacity, h.data_offset, PROT_READ, p.prefault, p.huge_pages);
+  m.geo_ = validate_header(m.header(), file_size, name);
+  m.data_ro_size_ = m.geo_.capacity;
+  m.data_ro_ = map_aligned(m.fd_, m.geo_.capacity, m.geo_.data_offset, PROT_READ, p.prefault, p.huge_pages);
   if (m.data_ro_ == nullptr)
     throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", name, errno_text(errno)));
   if (observer) ::flock(m.fd_, LOCK_UN);
   return m;
-}
-
-Geometry compute_geometry(std::uint64_t capacity, std::uint32_t max_objects, std::uint32_t max_names) {
-  constexpr std::uint64_t kMaxCapacity = std::uint64_t{1} << 46U;  // 64 TiB
-  if (capacity == 0 || capacity > kMaxCapacity) {
-    throw Error(Errc::InvalidArgument, fmt::format("capacity {} bytes is out of range (1 byte to 64 TiB)", capacity));
-  }
-  if (max_objects == 0 || max_objects > (1U << 24U)) {
-    throw Error(Errc::InvalidArgument, fmt::format("max_objects {} is out of range (1 to 16777216)", max_objects));
-  }
-  if (max_names == 0 || max_names > (1U << 20U)) {
-    throw Error(Errc::InvalidArgument, fmt::format("max_names {} is out of range (1 to 1048576)", max_names));
-  }
-  Geometry g{};
-  g.capacity = round_up(capacity, kPageSize);
-  g.max_objects = max_objects;
-  g.max_names = max_names;
-  g.name_slots = 16;
-  while (g.name_slots < 2 * max_names) g.name_slots *= 2;
-  g.pin_words = static_cast<std::uint32_t>(round_up((max_objects + 63) / 64, 8));
-  g.slots_offset = kPageSize;
-  g.entries_offset = round_up(g.slots_offset + sizeof(ProcessSlot) * kMaxProcesses, kPageSize);
-  g.pins_offset = round_up(g.entries_offset + sizeof(Entry) * std::uint64_t{max_objects}, kPageSize);
-  g.names_offset = round_up(g.pins_offset + std::uint64_t{g.pin_words} * 8 * kMaxProcesses, kPageSize);
-  g.alloc_offset = round_up(g.names_offset + sizeof(NameSlot) * std::uint64_t{g.name_slots}, kPageSize);
-  g.alloc_bytes = ExtentAllocator::area_bytes(max_objects);
-  g.data_offset = round_up(g.alloc_offset + g.alloc_bytes, kDataRegionAlign);
-  g.file_size = g.data_offset + g.capacity;
-  return g;
-}
-
-std::uint64_t layout_fingerprint() {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  auto mix = [&h](std::uint64_t v) {
-    for (int i = 0; i < 8; ++i) {
-      h = (h ^ ((v >> (8U * static_cast<unsigned>(i))) & 0xffU)) * 0x100000001b3ULL;
-    }
-  };
-  mix(sizeof(Header));
-  mix(offsetof(Header, lock));
-  mix(sizeof(pthread_mutex_t));
-  mix(sizeof(Entry));
-  mix(offsetof(Entry, shape));
-  mix(sizeof(ProcessSlot));
-  mix(sizeof(NameSlot));
-  mix(kMaxProcesses);
-  mix(kMaxRank);
-  mix(ExtentAllocator::area_bytes(1000));
-  mix(BOOST_VERSION);  // the allocator's trees are Boost.Intrusive structures
-  return h;
-}
-
-void validate_header(const Header& h, std::uint64_t file_size, std::string_view name) {
-  std::uint64_t magic = load(h.magic, std::memory_order_acquire);
-  if (magic == 0) {
-    throw Error(Errc::Corrupt, fmt::format("segment '{}' was never initialised (its creator died while creating it); "
-                                           "remove it",
-                                           name));
-  }
-  if (magic != kMagic) {
-    throw Error(Errc::IncompatibleSegment,
-                fmt::format("'{}' is not a sealstore segment (magic {:#018x})", name, magic));
-  }
-  if (h.layout_version != kLayoutVersion) {
-    throw Error(Errc::IncompatibleSegment,
-                fmt::format("segment '{}' has layout version {}, this build reads version {}", name, h.layout_version,
-                            kLayoutVersion));
-  }
-  if (h.header_bytes != sizeof(Header) || h.fingerprint != layout_fingerprint()) {
-    throw Error(Errc::IncompatibleSegment,
-                fmt::format("segment '{}' was made by a build with another layout (fingerprint {:#x}, ours {:#x})",
-                            name, h.fingerprint, layout_fingerprint()));
-  }
-  Geometry g{};
-  try {
-    g = compute_geometry(h.capacity, h.max_objects, h.max_names);
-  } catch (const Error& e) {
-    throw Error(Errc::Corrupt, fmt::format("segment '{}' has a corrupt header: {}", name, e.what()));
-  }
-  bool ok = g.capacity == h.capacity && g.name_slots == h.name_slots && g.pin_words == h.pin_words &&
-            g.slots_offset == h.slots_offset && g.entries_offset == h.entries_offset &&
-            g.pins_offset == h.pins_offset && g.names_offset == h.names_offset && g.alloc_offset == h.alloc_offset &&
-            g.alloc_bytes == h.alloc_bytes && g.data_offset == h.data_offset && g.file_size == h.file_size;
-  if (!ok)
-    throw Error(Errc::Corrupt, fmt::format("segment '{}' has a corrupt header: its geometry does not add up", name));
-  if (h.file_size != file_size) {
-    throw Error(Errc::Corrupt,
-                fmt::format("segment '{}' header says {} bytes but the file has {}", name, h.file_size, file_size));
-  }
 }
 
 }  // namespace sealstore::detail

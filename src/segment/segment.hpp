@@ -58,7 +58,10 @@ class Mapping {
   Header& header() const noexcept { return *reinterpret_cast<Header*>(base_); }  // NOLINT
   std::byte* base() const noexcept { return base_; }
   const std::byte* data_ro() const noexcept { return data_ro_; }
-  std::byte* data_rw() const noexcept { return base_ + header().data_offset; }
+  std::byte* data_rw() const noexcept { return base_ + geo_.data_offset; }
+  // This process's copy of the geometry, validated once: never re-read
+  // from the header, which any peer can rewrite.
+  const Geometry& geometry() const noexcept { return geo_; }
   int fd() const noexcept { return fd_; }
   std::uint64_t size() const noexcept { return size_; }
   const std::string& path() const noexcept { return path_; }
@@ -71,11 +74,12 @@ class Mapping {
   const std::byte* data_ro_ = nullptr;
   std::uint64_t data_ro_size_ = 0;
   std::string path_;
+  Geometry geo_{};
 };
 
 // Recomputes the geometry from the header's parameters and checks every
-// field against it and against the file's size. Throws
+// field against it and against the file's size; returns it. Throws
 // Error(IncompatibleSegment) or Error(Corrupt) naming the segment.
-void validate_header(const Header& h, std::uint64_t file_size, std::string_view name);
+Geometry validate_header(const Header& h, std::uint64_t file_size, std::string_view name);
 
 }  // namespace sealstore::detail

@@ -1,6 +1,17 @@
 // detail::Session: one process's attachment to a segment, shared by the
-// Store handle and every View and Writer made through it. It implements
-// the store's operations on the segment's tables. Thread-safe.
+// Store handle and every View and Writer made through it. It implements the
+// store's operations on the segment's tables, in files by concern:
+//
+//   session.cpp        attaching, detaching, the lock, accessors
+//   write_path.cpp     make_ref, writers (lock-free for small objects), seal, abort, fail
+//   read_path.cpp      fetch, fetch_many, pins, waiting, unpinned small reads
+//   erase.cpp          erase and the frees it defers
+//   names.cpp          bind, lookup, unbind
+//   recovery.cpp       reaping the dead, repairing after a dead lock holder
+//   introspection.cpp  info, processes, objects
+//
+// Thread-safe. Every value read from the segment is bounded against this
+// process's own copy of the geometry before it is used.
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +26,7 @@
 #include <vector>
 
 #include "alloc/extent_allocator.hpp"
+#include "alloc/local_cache.hpp"
 #include "sealstore/ref.hpp"
 #include "sealstore/stats.hpp"
 #include "sealstore/store.hpp"
@@ -26,6 +38,11 @@ namespace sealstore::detail {
 
 // Longer reasons given to Store::fail are cut to this many bytes.
 inline constexpr std::size_t kMaxFailureReason = 4096;
+// Objects up to this size are materialized without a pin (copied, then the
+// entry checked unchanged).
+inline constexpr std::uint64_t kUnpinnedReadMax = 4096;
+
+using Deadline = std::optional<std::chrono::steady_clock::time_point>;
 
 class Session {
  public:
@@ -40,23 +57,26 @@ class Session {
   bool observer() const noexcept { return slot_ == kNoSlot; }
   Header& header() const noexcept { return map_.header(); }
   const Mapping& mapping() const noexcept { return map_; }
+  const Geometry& geo() const noexcept { return map_.geometry(); }
 
+  // ---- writing (write_path.cpp)
   RemoteRef make_ref(WorkerId where);
-
   struct Claim {
     std::uint32_t index;
     RemoteRef ref;
     std::span<std::byte> bytes;
   };
-  // Allocates an entry (or claims `target`) and its data, in state Writing.
+  // An entry (or `target`, made with make_ref) and its data, in state
+  // Writing, ours.
   Claim begin_write(const RemoteRef* target, std::uint64_t size, const ValueType& type);
   // Throws InvalidArgument in a process that did not make the writer (a
   // fork child), Corrupt if the entry is not this writer's any more.
   void seal(std::uint32_t index, std::uint32_t gen);
+  void abort(std::uint32_t index, std::uint32_t gen) noexcept;
   // Store::fail: the ref becomes Abandoned with reason as its data.
   void fail(const RemoteRef& ref, std::string_view reason);
-  void abort(std::uint32_t index) noexcept;
 
+  // ---- reading (read_path.cpp)
   struct Pinned {
     std::uint32_t index;
     std::span<const std::byte> bytes;
@@ -65,74 +85,121 @@ class Session {
   };
   // deadline nullopt: wait for ever. wait false: never wait (nullopt result).
   // spin: poll this long before sleeping.
-  std::optional<Pinned> fetch(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline,
-                              bool wait, std::chrono::nanoseconds spin = {});
-  void unpin(std::uint32_t index) noexcept;
+  std::optional<Pinned> fetch(const RemoteRef& ref, Deadline deadline, bool wait, std::chrono::nanoseconds spin = {});
+  // fetch() of each ref, their table entries and pins brought into the
+  // cache ahead of use, a batch at a time.
+  std::vector<Pinned> fetch_many(std::span<const RemoteRef> refs, Deadline deadline, std::chrono::nanoseconds spin);
+  void unpin(std::uint32_t index, std::uint32_t gen) noexcept;
+
+  // A sealed object of at most kUnpinnedReadMax bytes, read without a pin:
+  // begin_read gives its bytes and type as they are now; the caller copies
+  // them, then asks read_still_valid whether the entry stayed the same all
+  // along (if not, the copy may be torn: fall back to fetch()).
+  struct UnpinnedRead {
+    std::span<const std::byte> bytes;
+    ValueType type;
+    bool type_fits;
+    std::uint32_t index;
+    std::uint64_t word;
+  };
+  std::optional<UnpinnedRead> begin_read(const RemoteRef& ref) const;
+  bool read_still_valid(const UnpinnedRead& r) const noexcept;
+
   // Error(Corrupt): ref's stored type t cannot describe its size bytes.
   [[noreturn]] void throw_misfit(const RemoteRef& ref, const ValueType& t, std::uint64_t size) const;
 
+  // ---- erasing (erase.cpp)
   void erase(const RemoteRef& ref);
   bool contains(const RemoteRef& ref) const;
 
+  // ---- names (names.cpp)
   void bind(std::string_view name, const RemoteRef& ref);
   std::optional<RemoteRef> lookup(std::string_view name) const;
   bool unbind(std::string_view name);
 
+  // ---- introspection (introspection.cpp)
   SegmentInfo info() const;
   std::vector<ProcessInfo> processes() const;
   std::vector<ObjectInfo> objects() const;
+
+  // ---- recovery (recovery.cpp)
   std::size_t recover();
 
   // Throws InvalidArgument if this handle cannot change the store (observer,
   // or inherited across fork).
   void check_writable() const;
 
+  // Test hooks: hold the segment lock, as a process stopped inside a
+  // critical section would.
+  void lock_for_test();
+  void unlock_for_test() noexcept;
+
  private:
   Session(std::string name, Mapping map);
   class Lock;
+  class Peers;
   friend class Lock;
 
+  // ---- the tables, at this process's geometry
   Entry& entry(std::uint32_t i) const noexcept;
   ProcessSlot& slot(std::uint32_t s) const noexcept;
+  SlotStats& stats_line(std::uint32_t s, std::uint32_t line) const noexcept;
   std::uint64_t* pin_row(std::uint32_t s) const noexcept;
   NameSlot& name_slot(std::uint32_t i) const noexcept;
   ExtentAllocator allocator() const noexcept;
+  static std::uint32_t* futex_word(Entry& e) noexcept;
 
+  // ---- session.cpp
   void join(Role role, WorkerId id);
   void leave() noexcept;
   bool usable() const noexcept;
-  // Whether the process attached in slot s can still use the segment.
+  // Whether the process attached in slot s can still use the segment; the
+  // quick form trusts a held lock byte without asking /proc.
   bool slot_alive(std::uint32_t s) const;
+  bool slot_lock_held(std::uint32_t s) const;
   std::uint32_t index_of(const RemoteRef& ref) const;
-  RemoteRef ref_of(std::uint32_t index) const;
-  [[noreturn]] void throw_gone(const RemoteRef& ref, const Entry& e, EntryState st) const;
-  [[noreturn]] void throw_not_found(const RemoteRef& ref, const Entry& e) const;
+  RemoteRef ref_of(std::uint32_t index, std::uint32_t gen) const;
+  [[noreturn]] void throw_gone(const RemoteRef& ref, const Entry& e, std::uint64_t word) const;
+  [[noreturn]] void throw_not_found(const RemoteRef& ref, std::uint64_t word) const;
   [[noreturn]] void throw_failed(const RemoteRef& ref) const;
-  // Polls e.state until it is neither Unfilled nor Writing, for at most
-  // spin (and not past deadline). True if it settled.
-  static bool spin_until_settled(const Entry& e, std::chrono::nanoseconds spin,
-                                 std::optional<std::chrono::steady_clock::time_point> deadline);
-  void wait_for_change(Entry& e, std::uint32_t seen, const RemoteRef& ref,
-                       std::optional<std::chrono::steady_clock::time_point> deadline);
+  [[noreturn]] void corrupt(const std::string& what) const;
+  void add_reserved(std::uint32_t line, std::int64_t entries, std::int64_t bytes) noexcept;
 
+  // ---- write_path.cpp
+  std::optional<Claim> begin_write_cached(std::uint64_t size, const ValueType& type);
+  Claim begin_write_locked(const RemoteRef* target, std::uint64_t size, const ValueType& type);
+  void fill_entry(Entry& e, std::uint64_t size, const ValueType& type) noexcept;
+  bool refill(ThreadCache& tc, std::uint32_t c);
+  // A full bin gives half to the depot; a full depot gives to the segment.
+  void spill(ThreadCache& tc, std::uint32_t c);
+  void drain_locked(const std::vector<CachedExtent>& records);
+  std::uint32_t batch(std::uint32_t c) const noexcept { return batch_[c]; }
+
+  // ---- read_path.cpp
   void pin(std::uint32_t index) noexcept;
   bool pinned_anywhere(std::uint32_t index) const noexcept;
-  void free_if_unpinned(std::uint32_t index) noexcept;
+  static bool spin_until_settled(const Entry& e, std::chrono::nanoseconds spin, Deadline deadline);
+  void wait_for_change(Entry& e, std::uint64_t seen, const RemoteRef& ref, Deadline deadline);
+  Pinned pinned_view(const RemoteRef& ref, std::uint32_t index, Entry& e);
 
-  bool extent_fits(const Entry& e) const noexcept;
+  // ---- erase.cpp
+  // Frees an ErasePending entry of generation gen that nobody pins: into
+  // this process's cache when it can, else under the lock.
+  void finalize(std::uint32_t index, std::uint32_t gen) noexcept;
+  void finalize_locked(std::uint32_t index, std::uint32_t gen);
 
-  // Under the lock:
-  void free_entry_locked(std::uint32_t index) noexcept;
-  void release_data_locked(Entry& e) noexcept;
-  void abandon_locked(Entry& e) noexcept;
-  void validate_tables_locked() const;
-  void check_claim_locked(std::uint32_t index, std::uint64_t offset, std::uint64_t bytes);
+  // ---- under the lock
+  std::uint32_t pop_free_entry_locked(ExtentAllocator& alloc);
+  // True if it freed it (its head word was still expected_word).
+  bool free_entry_locked(std::uint32_t index, std::uint64_t expected_word);
+  void release_extent_locked(Entry& e) noexcept;
   void publish_alloc_stats_locked() noexcept;
-  std::size_t reap_dead_locked();
+  std::size_t reap_dead_locked(bool thorough);
   void reap_slot_locked(std::uint32_t s, bool died);
-  void free_unpinned_erased_locked() noexcept;
+  void free_unpinned_erased_locked();
+  std::size_t steal_reserved_locked();
   std::size_t repair_locked();
-  void unbind_entry_locked(std::uint32_t index) noexcept;
+  void unbind_entry_locked(std::uint32_t index, std::uint32_t gen) noexcept;
   struct NameHit {
     std::uint32_t pos;    // the name slot
     std::uint32_t index;  // the binding, read with the name in one version of the slot
@@ -149,6 +216,8 @@ class Session {
   pid_t pid_ = 0;
   std::uint64_t pid_ns_ = 0;  // our pid namespace (see registry/process.hpp)
   std::uint64_t fork_epoch_ = 0;
+  std::array<std::uint32_t, kClasses> batch_{};  // records moved per refill or spill, by class
+  std::shared_ptr<CacheRegistry> caches_;
   // This process's pin count per entry; bit 31 set while a thread moves the
   // count between 0 and 1 and updates the shared pin bitmap.
   std::atomic<std::uint32_t>* local_pins_ = nullptr;

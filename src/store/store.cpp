@@ -125,17 +125,45 @@ View Store::fetch(const RemoteRef& ref, std::chrono::nanoseconds timeout) {
   return fetch(ref, FetchOptions{timeout, {}});
 }
 
-View Store::fetch(const RemoteRef& ref, const FetchOptions& options) {
+std::optional<std::chrono::steady_clock::time_point> Store::deadline_of(const RemoteRef& ref,
+                                                                        const FetchOptions& options) {
   if (options.timeout < std::chrono::nanoseconds::zero() || options.spin < std::chrono::nanoseconds::zero()) {
     throw Error(Errc::InvalidArgument, fmt::format("negative timeout or spin for fetch of {}", ref.to_string()));
   }
-  if (options.timeout == kForever) return fetch_until(ref, std::nullopt, true, options.spin);
+  if (options.timeout == kForever) return std::nullopt;
   auto now = std::chrono::steady_clock::now();
   auto limit = std::chrono::steady_clock::time_point::max() - now;
-  auto deadline = options.timeout >= limit
-                      ? std::chrono::steady_clock::time_point::max()
-                      : now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(options.timeout);
-  return fetch_until(ref, deadline, true, options.spin);
+  return options.timeout >= limit
+             ? std::chrono::steady_clock::time_point::max()
+             : now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(options.timeout);
+}
+
+View Store::fetch(const RemoteRef& ref, const FetchOptions& options) {
+  return fetch_until(ref, deadline_of(ref, options), true, options.spin);
+}
+
+std::vector<View> Store::fetch_many(std::span<const RemoteRef> refs, const FetchOptions& options) {
+  detail::Session& s = session_ref();
+  auto deadline = deadline_of(refs.empty() ? RemoteRef() : refs.front(), options);
+  std::vector<detail::Session::Pinned> pinned = s.fetch_many(refs, deadline, options.spin);
+  std::vector<View> views;
+  views.reserve(pinned.size());
+  for (std::size_t k = 0; k < pinned.size(); ++k) {
+    const auto& p = pinned[k];
+    views.push_back(View(session_, p.index, refs[k], p.bytes, p.type, p.type_fits));
+  }
+  return views;
+}
+
+std::optional<Store::Snapshot> Store::snapshot(const RemoteRef& ref) const {
+  auto r = session_ref().begin_read(ref);
+  if (!r) return std::nullopt;
+  return Snapshot{r->bytes, r->type, r->type_fits, r->index, r->word};
+}
+
+bool Store::still_valid(const Snapshot& s) const noexcept {
+  detail::Session::UnpinnedRead r{s.bytes, s.type, s.type_fits, s.index, s.word};
+  return session_->read_still_valid(r);
 }
 
 std::optional<View> Store::try_fetch(const RemoteRef& ref) {
@@ -145,6 +173,10 @@ std::optional<View> Store::try_fetch(const RemoteRef& ref) {
 }
 
 void Store::materialize_into(const RemoteRef& ref, std::span<std::byte> dst, std::chrono::nanoseconds timeout) {
+  if (auto s = snapshot(ref); s && s->bytes.size() == dst.size()) {
+    if (!dst.empty()) std::memcpy(dst.data(), s->bytes.data(), dst.size());
+    if (still_valid(*s)) return;
+  }
   View v = fetch(ref, timeout);
   if (dst.size() != v.size()) {
     throw Error(Errc::InvalidArgument, fmt::format("materialize_into {}: the object has {} bytes, the buffer {}",
@@ -194,7 +226,7 @@ View::~View() { reset(); }
 
 void View::reset() noexcept {
   if (session_) {
-    session_->unpin(index_);
+    session_->unpin(index_, static_cast<std::uint32_t>(ref_.id() >> 32U));
     session_.reset();
   }
   bytes_ = {};
@@ -273,7 +305,7 @@ void Writer::abort() && noexcept {
   if (!session_) return;
   auto session = std::move(session_);
   bytes_ = {};
-  session->abort(index_);
+  session->abort(index_, static_cast<std::uint32_t>(ref_.id() >> 32U));
 }
 
 }  // namespace sealstore

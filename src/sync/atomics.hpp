@@ -30,5 +30,7 @@ inline void store(T& field, T v, std::memory_order o = std::memory_order_seq_cst
 bool futex_wait(std::uint32_t* word, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept;
 // Wakes every sleeper on word.
 void futex_wake_all(std::uint32_t* word) noexcept;
+// Wakes one sleeper on word.
+void futex_wake_one(std::uint32_t* word) noexcept;
 
 }  // namespace sealstore::detail

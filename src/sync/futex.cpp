@@ -25,4 +25,6 @@ void futex_wake_all(std::uint32_t* word) noexcept {
   syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
+void futex_wake_one(std::uint32_t* word) noexcept { syscall(SYS_futex, word, FUTEX_WAKE, 1, nullptr, nullptr, 0); }
+
 }  // namespace sealstore::detail

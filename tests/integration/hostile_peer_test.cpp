@@ -127,8 +127,7 @@ TEST_F(HostilePeer, a_larger_object_count_does_not_reach_past_the_victims_tables
   file_->write(offsetof(Header, max_objects), std::uint32_t{1} << 24U);
   std::uint64_t at = h_.entries_offset + sizeof(Entry) * 5000;
   ASSERT_LT(at + sizeof(Entry), h_.file_size);
-  file_->write(at + offsetof(Entry, state), static_cast<std::uint32_t>(detail::EntryState::Sealed));
-  file_->write(at + offsetof(Entry, gen), std::uint32_t{1});
+  file_->write(at + offsetof(Entry, word), detail::make_word(detail::EntryState::Sealed, detail::kNoOwner, 1));
   file_->write(at + offsetof(Entry, size), std::uint64_t{64});
   expect_ok(v);
 }

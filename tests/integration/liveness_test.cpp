@@ -63,6 +63,13 @@ bool all_equal(std::span<const std::int32_t> v, std::int32_t x) {
   return true;
 }
 
+std::optional<ObjectState> state_of(const Store& s, const RemoteRef& r) {
+  for (const ObjectInfo& o : s.objects()) {
+    if (o.ref == r) return o.state;
+  }
+  return std::nullopt;
+}
+
 // Erases ref while the child pins it, then fills the freed space with other
 // bytes if the erase (wrongly) freed it: a child whose view changes under
 // it has been reaped alive.
@@ -97,7 +104,7 @@ TEST(Liveness, a_process_whose_main_thread_exited_is_alive_while_its_other_threa
   EXPECT_EQ(s.recover(), 0U) << "a process with a running thread was reaped";
   EXPECT_EQ(s.processes().size(), 2U);
   erase_and_reuse(s, r);
-  ASSERT_EQ(s.objects().at(0).state, ObjectState::ErasePending) << "the erase did not wait for the child's pin";
+  ASSERT_EQ(state_of(s, r), ObjectState::ErasePending) << "the erase did not wait for the child's pin";
   reused.send();
   auto st = c.wait();
   EXPECT_TRUE(st.exited && st.code == 0) << "code " << st.code << " signal " << st.signal
@@ -165,7 +172,7 @@ TEST(Liveness, a_process_of_another_pid_namespace_is_not_reaped_while_alive) {
   }
   EXPECT_EQ(s.recover(), 0U) << "a live process of another pid namespace was reaped";
   erase_and_reuse(s, r);
-  ASSERT_EQ(s.objects().at(0).state, ObjectState::ErasePending) << "the erase did not wait for the child's pin";
+  ASSERT_EQ(state_of(s, r), ObjectState::ErasePending) << "the erase did not wait for the child's pin";
   reused.send();
   auto st = c.wait();
   EXPECT_TRUE(st.exited && st.code == 0) << "code " << st.code << " signal " << st.signal;

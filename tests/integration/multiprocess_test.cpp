@@ -193,7 +193,7 @@ TEST(MultiProcess, a_process_killed_holding_the_lock_does_not_wedge_the_store) {
   Pipe locked;
   Child c([&] {
     Store t = Store::attach(g.name());
-    pthread_mutex_lock(&t.session()->header().lock);
+    t.session()->lock_for_test();
     locked.send();
     ::pause();  // killed here, holding the lock
     return 0;
@@ -202,9 +202,14 @@ TEST(MultiProcess, a_process_killed_holding_the_lock_does_not_wedge_the_store) {
   c.kill(SIGKILL);
   auto st = c.wait();
   EXPECT_EQ(st.signal, SIGKILL);
-  // The next locker repairs and carries on; sealed objects are intact.
-  RemoteRef r = s.put(123);
-  EXPECT_EQ(s.fetch(r).as<int>(), 123);
+  // Small puts take no lock and go on regardless; the next locker (a
+  // large put here) takes the lock over, repairs and carries on; sealed
+  // objects are intact.
+  RemoteRef small = s.put(7);
+  RemoteRef r = s.put(std::vector<int>(100000, 123));
+  EXPECT_EQ(s.fetch(small).as<int>(), 7);
+  EXPECT_EQ(s.fetch(r).as_span<int>()[99999], 123);
+  EXPECT_EQ(s.info().lock_repairs, 1U);
   EXPECT_EQ(s.fetch(keep).as_string(), "kept");
   EXPECT_EQ(s.processes().size(), 1U) << "the dead process's slot was reaped";
   EXPECT_GE(s.info().recoveries, 1U);

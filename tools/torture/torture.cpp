@@ -340,6 +340,11 @@ class Supervisor {
           }
         }
       }
+      // Detached, the supervisor gives back the entries and extents its
+      // cache held: then nothing may be left but an empty segment.
+      sealstore::AttachOptions observer;
+      observer.observer = true;
+      store_.emplace(Store::attach(cfg_.segment, observer));
       end_ = store_->info();
       empty_ = empty_segment_info();
       if (end_.objects != 0 || end_.used != 0 || end_.largest_free != end_.capacity || end_.free_extents != 1 ||

@@ -1,0 +1,85 @@
+#include "alloc/local_cache.hpp"
+
+#include <algorithm>
+#include <atomic>
+
+#include "segment/layout.hpp"
+
+namespace sealstore::detail {
+
+namespace {
+
+std::atomic<std::uint64_t> g_serial{0};
+
+// The caches this thread holds, by registry. A registry that is gone (its
+// attachment ended) leaves an expired entry, pruned when the thread next
+// takes a cache.
+struct ThreadCaches {
+  struct Held {
+    std::uint64_t serial;
+    ThreadCache* cache;
+    std::weak_ptr<CacheRegistry> registry;
+  };
+  std::vector<Held> held;
+
+  ThreadCaches() = default;
+  ThreadCaches(const ThreadCaches&) = delete;
+  ThreadCaches& operator=(const ThreadCaches&) = delete;
+  ~ThreadCaches() {
+    for (const Held& h : held) {
+      if (auto r = h.registry.lock()) {
+        std::lock_guard lock(r->mu);
+        h.cache->in_use = false;  // its records stay, for the next thread that comes
+      }
+    }
+  }
+};
+
+thread_local ThreadCaches t_caches;
+
+}  // namespace
+
+CacheRegistry::CacheRegistry() : serial_(g_serial.fetch_add(1) + 1) {}
+
+ThreadCache& CacheRegistry::mine() {
+  for (const auto& h : t_caches.held) {
+    if (h.serial == serial_) return *h.cache;
+  }
+  ThreadCache* tc = nullptr;
+  {
+    std::lock_guard lock(mu);
+    for (auto& c : caches_) {
+      if (!c->in_use) {
+        tc = c.get();
+        break;
+      }
+    }
+    if (tc == nullptr) {
+      caches_.push_back(std::make_unique<ThreadCache>());
+      tc = caches_.back().get();
+      tc->line = static_cast<std::uint32_t>((caches_.size() - 1) % kStatLines);
+    }
+    tc->in_use = true;
+  }
+  auto& held = t_caches.held;
+  held.erase(std::remove_if(held.begin(), held.end(), [](const auto& h) { return h.registry.expired(); }),
+             held.end());
+  held.push_back({serial_, tc, weak_from_this()});
+  return *tc;
+}
+
+std::vector<CachedExtent> CacheRegistry::take_all() {
+  std::lock_guard lock(mu);
+  std::vector<CachedExtent> out;
+  auto drain = [&out](Bins& bins) {
+    for (auto& bin : bins) {
+      out.insert(out.end(), bin.begin(), bin.end());
+      bin.clear();
+    }
+  };
+  drain(depot);
+  for (auto& c : caches_) drain(c->bins);
+  return out;
+}
+
+}  // namespace sealstore::detail

@@ -1,0 +1,259 @@
+// Reading: fetch pins a sealed object (no lock, no system call unless it
+// has to wait), fetch_many does it for a batch with the table entries and
+// pins brought into the cache ahead of use, and begin_read/read_still_valid
+// let a small object be copied out without pinning it at all.
+//
+// A pin is a bit in this process's row of the pin bitmap (its own cache
+// lines), counted per entry in process memory so that only the first and
+// last View of an object touch the bit. Pin and erase meet Dekker-style:
+// the pinner sets its bit and then reads the head word, the eraser stores
+// ErasePending and then reads every live process's bit; at least one sees
+// the other.
+#include <sched.h>
+
+#include <fmt/format.h>
+#include <atomic>
+#include <bit>
+
+#include "sealstore/error.hpp"
+#include "store/entry_view.hpp"
+#include "store/session.hpp"
+#include "store/session_lock.hpp"
+#include "sync/atomics.hpp"
+
+namespace sealstore::detail {
+
+namespace {
+
+constexpr std::uint32_t kPinBusy = 1U << 31U;
+// Waiters re-check the writer's liveness this often while it writes.
+constexpr std::chrono::milliseconds kLivenessSlice{100};
+// How many refs ahead fetch_many brings their table entries and pins in.
+constexpr std::size_t kFetchAhead = 16;
+
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kUnpinnedReads = false;  // a seqlock read: ThreadSanitizer cannot see why it is safe
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kUnpinnedReads = false;
+#else
+constexpr bool kUnpinnedReads = true;
+#endif
+#else
+constexpr bool kUnpinnedReads = true;
+#endif
+
+}  // namespace
+
+std::optional<Session::Pinned> Session::fetch(const RemoteRef& ref, Deadline deadline, bool wait,
+                                              std::chrono::nanoseconds spin) {
+  check_writable();
+  std::uint32_t index = index_of(ref);
+  auto gen = static_cast<std::uint32_t>(ref.id() >> 32U);
+  Entry& e = entry(index);
+  for (;;) {
+    std::uint64_t w = load(e.word, std::memory_order_acquire);
+    if (word_gen(w) != gen || !word_valid(w)) throw_gone(ref, e, w);
+    switch (word_state(w)) {
+      case EntryState::Sealed:
+        pin(index);
+        // Pinned: from here the object cannot be freed, unless an erase got
+        // in first, which the re-read shows.
+        if (load(e.word) == w) return pinned_view(ref, index, e);
+        unpin(index, gen);
+        continue;
+      case EntryState::Unfilled:
+      case EntryState::Writing: {
+        if (!wait) return std::nullopt;
+        bool settled = spin > std::chrono::nanoseconds::zero() && spin_until_settled(e, spin, deadline);
+        spin = {};  // one bounded spin per fetch; after it, sleep
+        if (!settled) wait_for_change(e, w, ref, deadline);
+        continue;
+      }
+      default: throw_gone(ref, e, w);
+    }
+  }
+}
+
+// The extent and type are read once, here, under the pin: the View keeps
+// them, and a peer that rewrites the entry later cannot widen it.
+Session::Pinned Session::pinned_view(const RemoteRef& ref, std::uint32_t index, Entry& e) {
+  std::uint64_t offset = field(e.offset);
+  std::uint64_t size = field(e.size);
+  if (offset > geo().capacity || size > geo().capacity - offset) {
+    unpin(index, static_cast<std::uint32_t>(ref.id() >> 32U));
+    throw Error(Errc::Corrupt,
+                fmt::format("{} points outside the data region of segment '{}'", ref.to_string(), name_));
+  }
+  ValueType t = stored_type(e);
+  return Pinned{index, {map_.data_ro() + offset, size}, t, type_fits(t, size)};
+}
+
+std::vector<Session::Pinned> Session::fetch_many(std::span<const RemoteRef> refs, Deadline deadline,
+                                                 std::chrono::nanoseconds spin) {
+  check_writable();
+  auto ahead = [&](std::size_t k) {
+    const RemoteRef& r = refs[k];
+    auto index = static_cast<std::uint32_t>(r.id() & 0xffffffffU);
+    if (index >= geo().max_objects) return;
+    __builtin_prefetch(&entry(index), 0, 3);
+    __builtin_prefetch(&local_pins_[index], 1, 3);                // NOLINT
+    __builtin_prefetch(&pin_row(slot_)[index / 64], 1, 3);        // NOLINT
+  };
+  std::vector<Pinned> out;
+  out.reserve(refs.size());
+  try {
+    for (std::size_t k = 0; k < std::min(kFetchAhead, refs.size()); ++k) ahead(k);
+    for (std::size_t k = 0; k < refs.size(); ++k) {
+      if (k + kFetchAhead < refs.size()) ahead(k + kFetchAhead);
+      out.push_back(*fetch(refs[k], deadline, true, spin));
+    }
+  } catch (...) {
+    for (std::size_t k = 0; k < out.size(); ++k) unpin(out[k].index, static_cast<std::uint32_t>(refs[k].id() >> 32U));
+    throw;
+  }
+  return out;
+}
+
+bool Session::spin_until_settled(const Entry& e, std::chrono::nanoseconds spin, Deadline deadline) {
+  auto until = std::chrono::steady_clock::now() + spin;
+  if (deadline && *deadline < until) until = *deadline;
+  std::uint64_t start = load(e.word, std::memory_order_acquire);
+  for (unsigned i = 1;; ++i) {
+    std::uint64_t w = load(e.word, std::memory_order_acquire);
+    if (w != start) return true;
+    // Reading the clock costs more than a poll: look at it every 64 polls.
+    if (i % 64 == 0 && std::chrono::steady_clock::now() >= until) return false;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+void Session::wait_for_change(Entry& e, std::uint64_t seen, const RemoteRef& ref, Deadline deadline) {
+  using clock = std::chrono::steady_clock;
+  atomic(e.waiters).fetch_add(1);
+  struct Leave {
+    Entry& e;
+    ~Leave() { atomic(e.waiters).fetch_sub(1); }
+  } leave{e};
+  // Registered as a waiter before this re-read: a sealer that stored the new
+  // word before we registered is seen here; one after, sees us and wakes us.
+  // The futex word holds generation bits, so an entry erased and reused
+  // while we sleep wakes us too.
+  while (load(e.word) == seen) {
+    auto slice = std::chrono::nanoseconds(kLivenessSlice);
+    if (deadline) {
+      auto now = clock::now();
+      if (now >= *deadline) {
+        throw Error(Errc::Timeout, fmt::format("fetch of {} from segment '{}' timed out: it is still {}",
+                                               ref.to_string(), name_, state_name(word_state(seen))));
+      }
+      slice = std::min(slice, std::chrono::nanoseconds(*deadline - now));
+    }
+    bool woken = futex_wait(futex_word(e), word_futex(seen), slice);
+    if (!woken && word_state(seen) == EntryState::Writing) {
+      std::uint32_t owner = word_owner(seen);
+      if (owner >= kMaxProcesses || static_cast<SlotState>(load(slot(owner).state)) != SlotState::Live) {
+        store(header().repair_pending, 1U);  // its writer has no slot: the repair rolls it back
+        recover();
+      } else if (!slot_alive(owner)) {
+        recover();
+      }
+    }
+  }
+}
+
+void Session::pin(std::uint32_t index) noexcept {
+  std::atomic<std::uint32_t>& w = local_pins_[index];  // NOLINT
+  std::uint64_t& word = pin_row(slot_)[index / 64];    // NOLINT
+  std::uint64_t bit = std::uint64_t{1} << (index % 64);
+  std::uint32_t c = w.load(std::memory_order_relaxed);
+  for (unsigned spins = 0;; ++spins) {
+    if ((c & kPinBusy) != 0) {  // another thread of ours is mid-transition
+      if (spins > 64) sched_yield();
+      c = w.load(std::memory_order_relaxed);
+      continue;
+    }
+    if (c > 0) {
+      if (w.compare_exchange_weak(c, c + 1, std::memory_order_acquire, std::memory_order_relaxed)) return;
+      continue;
+    }
+    if (w.compare_exchange_weak(c, kPinBusy, std::memory_order_acquire, std::memory_order_relaxed)) {
+      atomic(word).fetch_or(bit);  // seq_cst: pairs with erase's word store then pin reads
+      w.store(1, std::memory_order_release);
+      return;
+    }
+  }
+}
+
+void Session::unpin(std::uint32_t index, std::uint32_t gen) noexcept {
+  std::atomic<std::uint32_t>& w = local_pins_[index];  // NOLINT
+  std::uint32_t c = w.load(std::memory_order_relaxed);
+  for (unsigned spins = 0;; ++spins) {
+    if ((c & kPinBusy) != 0) {
+      if (spins > 64) sched_yield();
+      c = w.load(std::memory_order_relaxed);
+      continue;
+    }
+    if (c > 1) {
+      if (w.compare_exchange_weak(c, c - 1, std::memory_order_release, std::memory_order_relaxed)) return;
+      continue;
+    }
+    if (w.compare_exchange_weak(c, kPinBusy, std::memory_order_acquire, std::memory_order_relaxed)) {
+      if (!usable()) {  // a View inherited across fork: the pin is the parent's
+        w.store(0, std::memory_order_release);
+        return;
+      }
+      std::uint64_t& word = pin_row(slot_)[index / 64];  // NOLINT
+      atomic(word).fetch_and(~(std::uint64_t{1} << (index % 64)));
+      bool pending = load(entry(index).word) == make_word(EntryState::ErasePending, kNoOwner, gen);
+      w.store(0, std::memory_order_release);
+      if (pending && !pinned_anywhere(index)) finalize(index, gen);
+      return;
+    }
+  }
+}
+
+bool Session::pinned_anywhere(std::uint32_t index) const noexcept {
+  std::uint64_t bit = std::uint64_t{1} << (index % 64);
+  for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w) {
+    std::uint64_t live = load(header().live_slots[w]);  // NOLINT
+    while (live != 0) {
+      std::uint32_t s = w * 64 + static_cast<std::uint32_t>(std::countr_zero(live));
+      live &= live - 1;
+      if ((load(pin_row(s)[index / 64]) & bit) != 0) return true;  // NOLINT
+    }
+  }
+  return false;
+}
+
+std::optional<Session::UnpinnedRead> Session::begin_read(const RemoteRef& ref) const {
+  if (!kUnpinnedReads || slot_ == kNoSlot || !usable() || ref.is_null() || ref.segment_tag() != geo().segment_tag) {
+    return std::nullopt;
+  }
+  auto index = static_cast<std::uint32_t>(ref.id() & 0xffffffffU);
+  if (index >= geo().max_objects) return std::nullopt;
+  const Entry& e = entry(index);
+  std::uint64_t w = load(e.word, std::memory_order_acquire);
+  if (w != make_word(EntryState::Sealed, kNoOwner, static_cast<std::uint32_t>(ref.id() >> 32U))) return std::nullopt;
+  std::uint64_t offset = field(e.offset);
+  std::uint64_t size = field(e.size);
+  if (size > kUnpinnedReadMax || offset > geo().capacity || size > geo().capacity - offset) return std::nullopt;
+  ValueType t = stored_type(e);
+  return UnpinnedRead{{map_.data_ro() + offset, size}, t, type_fits(t, size), index, w};
+}
+
+bool Session::read_still_valid(const UnpinnedRead& r) const noexcept {
+  // The copy's loads complete before this load of the word: if the word is
+  // unchanged, nobody erased (and so nobody could have reused) the bytes.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return load(entry(r.index).word, std::memory_order_relaxed) == r.word;
+}
+
+void Session::throw_misfit(const RemoteRef& ref, const ValueType& t, std::uint64_t size) const {
+  throw Error(Errc::Corrupt, fmt::format("{} in segment '{}' says it holds {} in {} bytes, which cannot be",
+                                         ref.to_string(), name_, t.describe(), size));
+}
+
+}  // namespace sealstore::detail
