@@ -31,17 +31,19 @@ constexpr std::chrono::milliseconds kLivenessSlice{100};
 // How many refs ahead fetch_many brings their table entries and pins in.
 constexpr std::size_t kFetchAhead = 16;
 
+// An unpinned read is a seqlock read: ThreadSanitizer cannot see why it is
+// safe (nor model the fence it needs), so under it every read pins.
 #if defined(__SANITIZE_THREAD__)
-constexpr bool kUnpinnedReads = false;  // a seqlock read: ThreadSanitizer cannot see why it is safe
+#define SEALSTORE_UNPINNED_READS 0
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
-constexpr bool kUnpinnedReads = false;
-#else
-constexpr bool kUnpinnedReads = true;
+#define SEALSTORE_UNPINNED_READS 0
 #endif
-#else
-constexpr bool kUnpinnedReads = true;
 #endif
+#ifndef SEALSTORE_UNPINNED_READS
+#define SEALSTORE_UNPINNED_READS 1
+#endif
+constexpr bool kUnpinnedReads = SEALSTORE_UNPINNED_READS != 0;
 
 }  // namespace
 
@@ -247,7 +249,9 @@ std::optional<Session::UnpinnedRead> Session::begin_read(const RemoteRef& ref) c
 bool Session::read_still_valid(const UnpinnedRead& r) const noexcept {
   // The copy's loads complete before this load of the word: if the word is
   // unchanged, nobody erased (and so nobody could have reused) the bytes.
+#if SEALSTORE_UNPINNED_READS
   std::atomic_thread_fence(std::memory_order_acquire);
+#endif
   return load(entry(r.index).word, std::memory_order_relaxed) == r.word;
 }
 
