@@ -17,6 +17,7 @@ namespace {
 // have a list; above, each power of two is split into 16 lists.
 constexpr std::uint32_t kSubBits = 4;
 constexpr std::uint32_t kSub = 1U << kSubBits;
+constexpr std::uint32_t kSubMask = (1U << kSub) - 1;  // the bits of a level's map that name lists
 constexpr std::uint32_t kLevels = 40;  // enough for 2^46 bytes / 64 = 2^40 units
 constexpr std::uint32_t kNone = 0xffffffffU;
 // The longest walk of one list (the fallback of allocate, largest_free).
@@ -149,7 +150,7 @@ void ExtentAllocator::insert_free(std::uint32_t i) {
   wr(b.next_free, head);
   if (head != kNone) wr(node(head).prev_free, i);
   wr(st.heads[x.level][x.sub], i);                                                  // NOLINT
-  wr(st.sub_map[x.level], rd(st.sub_map[x.level]) | (1U << x.sub));                 // NOLINT
+  wr(st.sub_map[x.level], (rd(st.sub_map[x.level]) & kSubMask) | (1U << x.sub));                 // NOLINT
   wr(st.level_map, rd(st.level_map) | (std::uint64_t{1} << x.level));
   wr(b.state, static_cast<std::uint32_t>(NodeState::Free));
   wr(st.free_bytes, rd(st.free_bytes) + bytes);
@@ -173,7 +174,7 @@ void ExtentAllocator::remove_free(std::uint32_t i) {
     if (rd(st.heads[x.level][x.sub]) != i) damaged("a free list's head is not its first block", x.level, i);  // NOLINT
     wr(st.heads[x.level][x.sub], next);                                                                      // NOLINT
     if (next == kNone) {
-      std::uint32_t sub = rd(st.sub_map[x.level]) & ~(1U << x.sub);  // NOLINT
+      std::uint32_t sub = rd(st.sub_map[x.level]) & kSubMask & ~(1U << x.sub);  // NOLINT
       wr(st.sub_map[x.level], sub);                                  // NOLINT
       if (sub == 0) wr(st.level_map, rd(st.level_map) & ~(std::uint64_t{1} << x.level));
     }
@@ -192,14 +193,14 @@ std::optional<std::uint32_t> ExtentAllocator::find_free(std::uint64_t bytes) {
   std::uint64_t units = bytes / kDataAlign;
   Index x = list_at_least(units);
   if (x.level < kLevels) {
-    std::uint32_t subs = rd(st.sub_map[x.level]) & (~0U << x.sub);  // NOLINT
+    std::uint32_t subs = rd(st.sub_map[x.level]) & kSubMask & (~0U << x.sub);  // NOLINT
     std::uint32_t level = x.level;
     if (subs == 0) {
       std::uint64_t levels = x.level + 1 < 64 ? rd(st.level_map) & (~std::uint64_t{0} << (x.level + 1)) : 0;
       if (levels != 0) {
         level = static_cast<std::uint32_t>(std::countr_zero(levels));
         if (level >= kLevels) damaged("the level map names a level out of range", level, kLevels);
-        subs = rd(st.sub_map[level]);  // NOLINT
+        subs = rd(st.sub_map[level]) & kSubMask;  // NOLINT
       }
     }
     if (subs != 0) {
@@ -348,7 +349,7 @@ std::uint64_t ExtentAllocator::largest_free() const {
   if (levels == 0) return 0;
   auto level = static_cast<std::uint32_t>(63 - std::countl_zero(levels));
   if (level >= kLevels) return 0;
-  std::uint32_t subs = rd(st.sub_map[level]);  // NOLINT
+  std::uint32_t subs = rd(st.sub_map[level]) & kSubMask;  // NOLINT
   if (subs == 0) return 0;
   auto sub = static_cast<std::uint32_t>(31 - std::countl_zero(subs));
   std::uint64_t best = 0;

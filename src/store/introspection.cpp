@@ -42,21 +42,24 @@ SegmentInfo Session::info() const {
   i.max_objects = g.max_objects;
   // Used is what objects hold: neither free in the allocator nor cached by
   // a process (Reserved entries, counted per process and summed here).
-  std::int64_t cached_entries = 0;
-  std::int64_t cached_bytes = 0;
+  // Summed as unsigned (wrapping, never overflowing: a peer may have written
+  // anything there), read as signed.
+  std::uint64_t cached_entries = 0;
+  std::uint64_t cached_bytes = 0;
   std::vector<std::uint32_t> live = live_slots(h);
   for (std::uint32_t s : live) {
     for (std::uint32_t l = 0; l < kStatLines; ++l) {
       const SlotStats& st = stats_line(s, l);
-      cached_entries += load(st.reserved_entries, std::memory_order_relaxed);
-      cached_bytes += load(st.reserved_bytes, std::memory_order_relaxed);
+      cached_entries += static_cast<std::uint64_t>(load(st.reserved_entries, std::memory_order_relaxed));
+      cached_bytes += static_cast<std::uint64_t>(load(st.reserved_bytes, std::memory_order_relaxed));
     }
   }
   std::uint64_t free_bytes = std::min(field(h.free_bytes), g.capacity);
   std::uint64_t free_entries = std::min<std::uint64_t>(field(h.free_entries), g.max_objects);
-  i.cached = std::min(static_cast<std::uint64_t>(std::max<std::int64_t>(cached_bytes, 0)), g.capacity - free_bytes);
+  i.cached = std::min(static_cast<std::uint64_t>(std::max<std::int64_t>(static_cast<std::int64_t>(cached_bytes), 0)),
+                      g.capacity - free_bytes);
   i.used = g.capacity - free_bytes - i.cached;
-  std::uint64_t held = std::min(static_cast<std::uint64_t>(std::max<std::int64_t>(cached_entries, 0)),
+  std::uint64_t held = std::min(static_cast<std::uint64_t>(std::max<std::int64_t>(static_cast<std::int64_t>(cached_entries), 0)),
                                 g.max_objects - free_entries);
   i.objects = static_cast<std::uint32_t>(g.max_objects - free_entries - held);
   i.largest_free = std::min(field(h.largest_free), free_bytes);
@@ -84,12 +87,12 @@ std::vector<ProcessInfo> Session::processes() const {
     p.alive = slot_alive(s);
     p.pid_namespace = field(ps.pid_ns);
     p.attached_unix_ns = field(ps.attached_ns);
-    std::int64_t cached = 0;
+    std::uint64_t cached = 0;
     for (std::uint32_t l = 0; l < kStatLines; ++l) {
       p.objects_created += field(stats_line(s, l).objects_sealed);
-      cached += field(stats_line(s, l).reserved_bytes);
+      cached += static_cast<std::uint64_t>(field(stats_line(s, l).reserved_bytes));
     }
-    p.cached_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(cached, 0));
+    p.cached_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(static_cast<std::int64_t>(cached), 0));
     const std::uint64_t* row = pin_row(s);
     for (std::uint32_t w = 0; w < g.pin_words; ++w) {
       std::uint64_t bits = load(row[w], std::memory_order_relaxed);  // NOLINT

@@ -39,8 +39,10 @@ void Session::reap_slot_locked(std::uint32_t s, bool died) {
   Header& h = header();
   // Its cached entries and half-written objects: found by scanning the
   // table, unless it left cleanly with none (its counters say so).
-  std::int64_t reserved = 0;
-  for (std::uint32_t l = 0; l < kStatLines; ++l) reserved += load(stats_line(s, l).reserved_entries);
+  std::uint64_t reserved = 0;  // unsigned: wraps, never overflows, whatever a peer wrote
+  for (std::uint32_t l = 0; l < kStatLines; ++l) {
+    reserved += static_cast<std::uint64_t>(load(stats_line(s, l).reserved_entries));
+  }
   if (died || reserved != 0) {
     for (std::uint32_t i = 0; i < geo().max_objects; ++i) {
       Entry& e = entry(i);

@@ -82,10 +82,12 @@ LockResult lock_segment(std::uint32_t& word, std::uint32_t me, LockPeers& peers)
     if (now != w) continue;
     std::uint32_t holder = holder_of(w) - 1;
     bool dead = holder >= kMaxProcesses || (holder != me && !peers.alive(holder));
-    // A live holder that does not claim this acquisition, twice in a row:
-    // the word was written by someone other than a locker.
-    bool bogus = !dead && peers.claim(holder) != count_of(w) && suspect == w;
-    suspect = (!dead && peers.claim(holder) != count_of(w)) ? w : 0;
+    // A live holder that does not claim this acquisition (no locker ever
+    // takes count 0), twice in a row: the word was written by someone other
+    // than a locker.
+    bool unclaimed = !dead && (count_of(w) == 0 || peers.claim(holder) != count_of(w));
+    bool bogus = unclaimed && suspect == w;
+    suspect = unclaimed ? w : 0;
     if (dead || bogus) {
       if (try_take(word, w, me, true, count)) {
         peers.set_claim(count);

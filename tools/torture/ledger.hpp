@@ -96,6 +96,10 @@ struct WorkerArea {
   std::atomic<std::uint64_t> violations;
   std::atomic<std::uint32_t> message_taken;
   char message[512];
+  // --hostile: errors by code (sealstore::Errc's value), and the bytes the
+  // scribbler wrote (in the supervisor's area).
+  std::atomic<std::uint64_t> errors[16];
+  std::atomic<std::uint64_t> scribbles;
 };
 
 class Ledger {

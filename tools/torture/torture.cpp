@@ -7,9 +7,14 @@
 // free space, and that no operation blocked longer than the bound. Prints
 // the counts; exits 0 only if every check passed.
 //
+// With --hostile, another process scribbles random bytes over the
+// segment's header and tables meanwhile, and the workers check instead
+// that they never crash, never read outside the segment's mappings and
+// never block past the bound (docs/reliability.md, the threat model).
+//
 // Usage: sealstore-torture [--seconds N] [--workers N] [--capacity-mib N]
 //          [--max-objects N] [--max-object-kib N] [--kill-ms MIN-MAX]
-//          [--bound-ms N] [--seed N] [--verbose]
+//          [--bound-ms N] [--seed N] [--hostile] [--scribble-us N] [--verbose]
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -87,6 +92,7 @@ class Supervisor {
     ledger_.area(me_).pid.store(::getpid());
     procs_.resize(cfg_.workers);
     for (std::uint32_t k = 0; k < cfg_.workers; ++k) spawn(k);
+    if (cfg_.hostile) spawn_scribbler();
 
     auto start = Clock::now();
     auto deadline = start + std::chrono::seconds(cfg_.seconds);
@@ -104,9 +110,13 @@ class Supervisor {
       }
     }
     // The end: every worker dies by SIGKILL, wherever it is.
+    if (scribbler_ > 0) {
+      ::kill(scribbler_, SIGKILL);
+      ::waitpid(scribbler_, nullptr, 0);
+    }
     for (std::uint32_t k = 0; k < cfg_.workers; ++k) kill_and_clean(k);
     auto elapsed = Clock::now() - start;
-    final_checks();
+    if (!cfg_.hostile) final_checks();
     report(elapsed);
     return total_violations() == 0 ? 0 : 1;
   }
@@ -133,7 +143,7 @@ class Supervisor {
       ledger_.area(k).pid.store(::getpid());
       int code = 4;
       try {
-        code = run_worker(cfg_, ledger_, k, p.life);
+        code = cfg_.hostile ? run_hostile_worker(cfg_, ledger_, k, p.life) : run_worker(cfg_, ledger_, k, p.life);
       } catch (const std::exception& e) {
         ledger_.violation(k, fmt::format("worker stopped by an exception: {}", e.what()));
       }
@@ -145,6 +155,18 @@ class Supervisor {
     p.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (p.pidfd < 0) throw std::runtime_error(fmt::format("pidfd_open failed: {}", std::strerror(errno)));
     counts_.spawns += 1;
+  }
+
+  void spawn_scribbler() {
+    std::fflush(nullptr);
+    pid_t parent = ::getpid();
+    scribbler_ = ::fork();
+    if (scribbler_ < 0) throw std::runtime_error(fmt::format("fork failed: {}", std::strerror(errno)));
+    if (scribbler_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(5);
+      run_scribbler(cfg_, ledger_, me_);
+    }
   }
 
   // Waits up to `wait` for a worker to exit by itself (it retired, or it
@@ -192,6 +214,16 @@ class Supervisor {
   // the dead one's ledger records and erase what it made but never recorded.
   void clean_after(std::uint32_t k, pid_t dead) {
     auto start = Clock::now();
+    if (cfg_.hostile) {  // nothing to settle: only that cleaning up works or says why not
+      try {
+        counts_.reaped_by_recover += store_->recover();
+      } catch (const Error& e) {
+        auto code = static_cast<std::size_t>(e.code());
+        if (code < 16) ledger_.area(me_).errors[code].fetch_add(1);  // NOLINT
+      }
+      note_latency(ledger_, me_, kRecover, Clock::now() - start, cfg_.bound);
+      return;
+    }
     std::uint32_t dead_id = ledger_.area(k).worker_id.load();
     try {
       counts_.reaped_by_recover += store_->recover();
@@ -421,6 +453,37 @@ class Supervisor {
     for (std::uint32_t op = 0; op < kOps; ++op) fmt::print(" {} {}", op_name(op), ops[op]);  // NOLINT
     fmt::print("\nkills: {} (SIGKILL, one every {}-{} ms), spawns: {}, retired: {}\n", counts_.kills,
                cfg_.kill_min.count(), cfg_.kill_max.count(), counts_.spawns, counts_.retired);
+    if (cfg_.hostile) {
+      std::array<std::uint64_t, 16> errors{};
+      for (std::uint32_t w = 0; w <= cfg_.workers; ++w) {
+        for (std::size_t c = 0; c < errors.size(); ++c) errors[c] += ledger_.area(w).errors[c].load();  // NOLINT
+      }
+      fmt::print("hostile peer: {} bytes scribbled over the header and tables (one run every {} us on average)\n",
+                 ledger_.area(me_).scribbles.load(), cfg_.scribble_every.count());
+      fmt::print("errors the honest processes got:");
+      for (std::size_t c = 1; c < errors.size(); ++c) {
+        if (errors[c] != 0) fmt::print(" {} {}", sealstore::to_string(static_cast<Errc>(c)), errors[c]);  // NOLINT
+      }
+      fmt::print("\nrecoveries: {} dead processes cleaned up by the supervisor's recover()\n",
+                 counts_.reaped_by_recover);
+      fmt::print("longest operation: {:.1f} ms ({}), bound {} ms\n", static_cast<double>(max_ns) / 1e6,
+                 op_name(max_op), cfg_.bound.count());
+    } else {
+      report_checks(max_ns, max_op);
+    }
+    std::uint64_t v = total_violations();
+    fmt::print("violations: {}\n", v);
+    for (std::uint32_t w = 0; w <= cfg_.workers; ++w) {
+      const WorkerArea& a = ledger_.area(w);
+      if (a.violations.load() != 0) {
+        fmt::print("  {} {}: {} violation(s), first: {}\n", w == me_ ? "supervisor" : "worker", w, a.violations.load(),
+                   a.message);
+      }
+    }
+    fmt::print("{}\n", v == 0 ? "PASS" : "FAIL");
+  }
+
+  void report_checks(std::uint64_t max_ns, std::uint32_t max_op) const {
     fmt::print(
         "recoveries: {} dead processes cleaned up ({} by the supervisor's recover()); {} of them died holding "
         "the lock\n",
@@ -437,16 +500,6 @@ class Supervisor {
         "(empty segment: used {}, largest free {}, {} extent(s))\n",
         end_.objects, end_.used, end_.largest_free, end_.capacity, end_.free_extents, empty_.used, empty_.largest_free,
         empty_.free_extents);
-    std::uint64_t v = total_violations();
-    fmt::print("violations: {}\n", v);
-    for (std::uint32_t w = 0; w <= cfg_.workers; ++w) {
-      const WorkerArea& a = ledger_.area(w);
-      if (a.violations.load() != 0) {
-        fmt::print("  {} {}: {} violation(s), first: {}\n", w == me_ ? "supervisor" : "worker", w, a.violations.load(),
-                   a.message);
-      }
-    }
-    fmt::print("{}\n", v == 0 ? "PASS" : "FAIL");
   }
 
   const Config& cfg_;
@@ -456,6 +509,7 @@ class Supervisor {
   std::optional<Store> store_;
   std::uint32_t tag_ = 0;
   std::vector<Proc> procs_;
+  pid_t scribbler_ = -1;
   Counts counts_;
   sealstore::SegmentInfo end_;
   sealstore::SegmentInfo empty_;
@@ -465,7 +519,8 @@ class Supervisor {
   std::fprintf(stderr,
                "sealstore-torture: %s\n"
                "usage: sealstore-torture [--seconds N] [--workers N] [--capacity-mib N] [--max-objects N]\n"
-               "                         [--max-object-kib N] [--kill-ms MIN-MAX] [--bound-ms N] [--seed N]\n",
+               "                         [--max-object-kib N] [--kill-ms MIN-MAX] [--bound-ms N] [--seed N]\n"
+               "                         [--hostile] [--scribble-us N]\n",
                why.c_str());
   std::exit(2);
 }
@@ -507,6 +562,10 @@ Config parse(int argc, char** argv) {
       c.bound = milliseconds(number(a, value()));
     } else if (a == "--seed") {
       c.seed = number(a, value());
+    } else if (a == "--hostile") {
+      c.hostile = true;
+    } else if (a == "--scribble-us") {
+      c.scribble_every = std::chrono::microseconds(number(a, value()));
     } else if (a == "--verbose") {
       c.verbose = true;
     } else {

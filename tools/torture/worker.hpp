@@ -23,6 +23,11 @@ struct Config {
   std::chrono::milliseconds bound{5000};  // no operation may block longer
   std::uint64_t seed = 0;
   bool verbose = false;
+  // A peer scribbles random bytes over the segment's header and tables while
+  // the workers work: they check only that they never crash, never touch
+  // memory outside the segment's mappings and never block past the bound.
+  bool hostile = false;
+  std::chrono::microseconds scribble_every{500};  // on average
 };
 
 // Names workers bind: "t<worker>.<n>", n < kNamesPerWorker.
@@ -32,6 +37,13 @@ std::string object_name(std::uint32_t worker, std::uint32_t n);
 // Runs worker `index` (incarnation `life`) in this process; returns only to
 // retire (exit code 0) or after an unexpected failure (non-zero).
 int run_worker(const Config& cfg, const Ledger& ledger, std::uint32_t index, std::uint64_t life);
+
+// --hostile: a worker that expects any sealstore::Error (the segment is
+// being scribbled over) and checks what cannot be excused; and the
+// scribbler, which writes random bytes into the header (past its geometry)
+// and the tables until it is killed.
+int run_hostile_worker(const Config& cfg, const Ledger& ledger, std::uint32_t index, std::uint64_t life);
+[[noreturn]] void run_scribbler(const Config& cfg, const Ledger& ledger, std::uint32_t area);
 
 // Records the op's latency in area a; a violation if it is above the bound.
 void note_latency(const Ledger& ledger, std::uint32_t index, std::uint32_t op, std::chrono::nanoseconds took,
