@@ -3,7 +3,8 @@
 // store holds (1, 10^4, 10^6), fetching one object over and over ("hot") and
 // objects in a random order ("random", against a random lookup in a
 // std::unordered_map of as many entries, measured in the same iterations).
-// Then two processes fetching the same objects at once, against one process
+// fetch_many() of the random order, a thousand refs a call. Then two
+// processes fetching the same objects at once, against one process
 // alone, to show readers do not slow each other down.
 #include <algorithm>
 #include <cstring>
@@ -139,6 +140,42 @@ void fetch_random(benchmark::State& state, std::uint64_t n) {
   state.counters["objects"] = static_cast<double>(n);
 }
 
+// fetch_many of the same random order, kFetchBatch refs a call, the views
+// released at once, against the same map lookups.
+void fetch_many_random(benchmark::State& state, std::uint64_t n) {
+  ManyObjects& f = many(n);
+  std::size_t pos = 0;
+  std::size_t base_pos = 0;
+  std::vector<RemoteRef> batch(kFetchBatch);
+  Tally t;
+  for (auto _ : state) {
+    for (auto& r : batch) {
+      r = f.refs[f.order[pos]];
+      pos = pos + 1 == f.order.size() ? 0 : pos + 1;
+    }
+    std::uint64_t t0 = now_ns();
+    {
+      std::vector<View> views = f.owned.store.fetch_many(batch);
+      benchmark::DoNotOptimize(views.data());
+    }
+    std::uint64_t t1 = now_ns();
+    for (std::uint64_t i = 0; i < kFetchBatch; ++i) {
+      auto it = f.map.find(f.refs[f.order[base_pos]].id());
+      if (it == f.map.end()) throw std::logic_error("a ref missing from the map");
+      benchmark::DoNotOptimize(it->second);
+      base_pos = base_pos + 1 == f.order.size() ? 0 : base_pos + 1;
+    }
+    std::uint64_t t2 = now_ns();
+    state.SetIterationTime(seconds(t1 - t0));
+    t.subject_ns += t1 - t0;
+    t.baseline_ns += t2 - t1;
+    t.ops += kFetchBatch;
+    t.baseline_ops += kFetchBatch;
+  }
+  finish(state, t, 0, Ratio::Latency);
+  state.counters["objects"] = static_cast<double>(n);
+}
+
 // ---- two readers
 
 constexpr std::size_t kReaderObjects = 16;
@@ -239,6 +276,9 @@ void register_fetch() {
     })->Unit(benchmark::kNanosecond);
     add("fetch/objects/" + std::to_string(n) + "/random", [n](benchmark::State& st) {
       fetch_random(st, n);
+    })->Unit(benchmark::kNanosecond);
+    add("fetch_many/objects/" + std::to_string(n) + "/random", [n](benchmark::State& st) {
+      fetch_many_random(st, n);
     })->Unit(benchmark::kNanosecond);
   }
   add("readers/two_processes", readers_two_processes)->Unit(benchmark::kMillisecond);

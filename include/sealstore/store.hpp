@@ -198,14 +198,13 @@ class Store {
   template <class V>
   V materialize(const RemoteRef& ref, std::chrono::nanoseconds timeout = kForever) {
     using C = Codec<V>;
-    if (auto s = snapshot(ref); s && s->type_fits && C::accepts(s->type)) {
-      V v = C::build(s->bytes, s->type);
-      if (still_valid(*s)) return v;
+    Snapshot s;
+    ValueType st;
+    if (snapshot(ref, s, st) && C::accepts(st)) {
+      V v = C::build(s.bytes, st);
+      if (still_valid(s)) return v;
     }
-    View v = fetch(ref, timeout);
-    ValueType t = v.type();
-    if (!C::accepts(t)) throw_type_mismatch(ref, t, C::wanted().describe());
-    return C::build(v.bytes(), t);
+    return materialize_pinned<V>(ref, timeout);
   }
   // Copies the object's bytes into dst (exactly its size). Errors: as fetch,
   // InvalidArgument (dst of another size).
@@ -252,15 +251,33 @@ class Store {
                                                                           const FetchOptions& options);
   // A small sealed object's bytes and type as they are now, unpinned: copy
   // them, then ask still_valid() whether they stayed the same meanwhile.
+  // snapshot() fills s and t (the stored type, checked against the size)
+  // and says true, or says false: the object is not sealed, is too large,
+  // or its type does not fit (fetch() then gives the right error).
   struct Snapshot {
     std::span<const std::byte> bytes;
-    ValueType type;
-    bool type_fits = false;
-    std::uint32_t index = 0;
-    std::uint64_t word = 0;
+    const std::uint64_t* word_at = nullptr;  // the object's head word in the segment
+    std::uint64_t word = 0;                  // its value when the bytes were found
   };
-  std::optional<Snapshot> snapshot(const RemoteRef& ref) const;
-  bool still_valid(const Snapshot& s) const noexcept;
+  bool snapshot(const RemoteRef& ref, Snapshot& s, ValueType& t) const;
+  // The copy's loads come before this load of the word (the fence): if the
+  // word is unchanged, nobody erased the object, so nobody could have
+  // reused its bytes meanwhile.
+  static bool still_valid(const Snapshot& s) noexcept {
+#if !defined(__SANITIZE_THREAD__)  // (where snapshot() never succeeds: ThreadSanitizer cannot model the fence)
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+#endif
+    return __atomic_load_n(s.word_at, __ATOMIC_RELAXED) == s.word;
+  }
+  // materialize() by fetch: pinned while copied.
+  template <class V>
+  [[gnu::noinline]] V materialize_pinned(const RemoteRef& ref, std::chrono::nanoseconds timeout) {
+    using C = Codec<V>;
+    View v = fetch(ref, timeout);
+    ValueType t = v.type();
+    if (!C::accepts(t)) throw_type_mismatch(ref, t, C::wanted().describe());
+    return C::build(v.bytes(), t);
+  }
   [[noreturn]] static void throw_type_mismatch(const RemoteRef& ref, const ValueType& stored, std::string_view wanted);
 
   std::shared_ptr<detail::Session> session_;

@@ -4,7 +4,9 @@
 // any thread; one View is not to be moved and read at once from two threads.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -16,7 +18,15 @@ namespace sealstore {
 
 namespace detail {
 class Session;
-}
+struct ThreadCache;
+// What a fetch pinned: the entry, its bytes, and its stored type as it lies
+// in the segment (decoded by View::type()). Written by the store in place.
+struct PinnedObject {
+  std::uint32_t index = 0;
+  std::span<const std::byte> bytes;
+  std::array<std::uint64_t, 2 + kMaxRank> type;  // not zeroed: written before it is read
+};
+}  // namespace detail
 
 class View {
  public:
@@ -29,9 +39,9 @@ class View {
 
   bool empty() const noexcept { return session_ == nullptr; }
   const RemoteRef& ref() const noexcept { return ref_; }
-  std::size_t size() const noexcept { return bytes_.size(); }
+  std::size_t size() const noexcept { return pin_.bytes.size(); }
   // The object's bytes, mapped read-only in this process.
-  std::span<const std::byte> bytes() const noexcept { return bytes_; }
+  std::span<const std::byte> bytes() const noexcept { return pin_.bytes; }
   // The stored value's type, as it was when fetch() pinned the object.
   // Errors: InvalidArgument (empty view), Corrupt (the stored type cannot
   // describe the object's size).
@@ -43,18 +53,18 @@ class View {
   template <Element T>
   const T& as() const {
     check(element_type<T>(ValueKind::Scalar));
-    return *reinterpret_cast<const T*>(bytes_.data());  // NOLINT: stored as T, aligned to 64
+    return *reinterpret_cast<const T*>(pin_.bytes.data());  // NOLINT: stored as T, aligned to 64
   }
   template <Element T>
   std::span<const T> as_span() const {  // an Array of T, or the elements of an NdArray of T
     check_elements(element_type<T>(ValueKind::Array));
-    return {reinterpret_cast<const T*>(bytes_.data()), bytes_.size() / sizeof(T)};  // NOLINT
+    return {reinterpret_cast<const T*>(pin_.bytes.data()), pin_.bytes.size() / sizeof(T)};  // NOLINT
   }
   std::string_view as_string() const;
   template <Arithmetic T>
   NdView<T> as_ndarray() const {
     ValueType t = check_ndarray(element_type<T>(ValueKind::NdArray));
-    return NdView<T>(reinterpret_cast<const T*>(bytes_.data()), std::span(t.shape.data(), t.rank));  // NOLINT
+    return NdView<T>(reinterpret_cast<const T*>(pin_.bytes.data()), std::span(t.shape.data(), t.rank));  // NOLINT
   }
 
   // Drops the pin now; the view becomes empty.
@@ -62,21 +72,20 @@ class View {
 
  private:
   friend class Store;
-  View(std::shared_ptr<detail::Session> session, std::uint32_t index, RemoteRef ref, std::span<const std::byte> bytes,
-       const ValueType& type, bool type_fits) noexcept
-      : session_(std::move(session)), index_(index), ref_(ref), bytes_(bytes), type_(type), type_fits_(type_fits) {}
+
   void check(const ValueType& want) const;
   void check_elements(const ValueType& want) const;
   ValueType check_ndarray(const ValueType& want) const;
 
-  std::shared_ptr<detail::Session> session_;
-  std::uint32_t index_ = 0;
+  // The attachment, kept alive by a handle counted on the line of the
+  // thread that fetched (not by a reference count every thread shares).
+  detail::Session* session_ = nullptr;
+  detail::ThreadCache* hold_ = nullptr;
   RemoteRef ref_;
-  std::span<const std::byte> bytes_;
-  // The stored type, read with the bytes when the object was pinned; never
-  // re-read, so indexing is bounded by what was fetched.
-  ValueType type_;
-  bool type_fits_ = false;
+  // The entry, extent and stored type, copied when the object was pinned;
+  // never re-read: the type is checked against the bytes fetched, so typed
+  // access is bounded by what was fetched.
+  detail::PinnedObject pin_;
 };
 
 }  // namespace sealstore

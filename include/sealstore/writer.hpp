@@ -15,6 +15,7 @@ namespace sealstore {
 
 namespace detail {
 class Session;
+struct ThreadCache;
 }
 
 class Writer {
@@ -43,11 +44,15 @@ class Writer {
 
  private:
   friend class Store;
-  Writer(std::shared_ptr<detail::Session> session, std::uint32_t index, RemoteRef ref,
+  Writer(detail::Session* session, detail::ThreadCache* hold, std::uint32_t index, RemoteRef ref,
          std::span<std::byte> bytes) noexcept
-      : session_(std::move(session)), index_(index), ref_(ref), bytes_(bytes) {}
+      : session_(session), hold_(hold), index_(index), ref_(ref), bytes_(bytes) {}
+  // Gives back the hold on the session; the writer becomes empty.
+  void release() noexcept;
 
-  std::shared_ptr<detail::Session> session_;
+  // The attachment, kept alive by a handle (see View).
+  detail::Session* session_ = nullptr;
+  detail::ThreadCache* hold_ = nullptr;
   std::uint32_t index_ = 0;
   RemoteRef ref_;
   std::span<std::byte> bytes_;

@@ -100,20 +100,20 @@ std::uint64_t ExtentAllocator::area_bytes(std::uint32_t max_objects) {
   return round_up(nodes_offset() + n * sizeof(Block) + n * 4 + std::uint64_t{max_objects} * 4, kPageSize);
 }
 
-AllocState& ExtentAllocator::state() const { return *reinterpret_cast<AllocState*>(area_); }  // NOLINT
+inline AllocState& ExtentAllocator::state() const { return *reinterpret_cast<AllocState*>(area_); }  // NOLINT
 
-std::uint32_t ExtentAllocator::node_count() const { return node_count_for(max_objects_); }
+inline std::uint32_t ExtentAllocator::node_count() const { return node_count_for(max_objects_); }
 
-Block& ExtentAllocator::node(std::uint32_t i) const {
+inline Block& ExtentAllocator::node(std::uint32_t i) const {
   if (i >= node_count()) damaged("a link to block", i, node_count());
   return reinterpret_cast<Block*>(area_ + nodes_offset())[i];  // NOLINT
 }
 
-std::uint32_t* ExtentAllocator::node_stack() const {
+inline std::uint32_t* ExtentAllocator::node_stack() const {
   return reinterpret_cast<std::uint32_t*>(area_ + nodes_offset() + std::uint64_t{node_count()} * sizeof(Block));  // NOLINT
 }
 
-std::uint32_t* ExtentAllocator::entry_stack() const { return node_stack() + node_count(); }  // NOLINT
+inline std::uint32_t* ExtentAllocator::entry_stack() const { return node_stack() + node_count(); }  // NOLINT
 
 void ExtentAllocator::damaged(const char* what, std::uint64_t a, std::uint64_t b) const {
   if (damage_ != nullptr) store(*damage_, 1U);

@@ -84,7 +84,7 @@ class ExtentAllocator {
   void insert_free(std::uint32_t i);
   void remove_free(std::uint32_t i);
   std::optional<std::uint32_t> find_free(std::uint64_t bytes);
-  [[noreturn]] void damaged(const char* what, std::uint64_t a, std::uint64_t b) const;
+  [[noreturn, gnu::cold, gnu::noinline]] void damaged(const char* what, std::uint64_t a, std::uint64_t b) const;
 
   std::byte* area_ = nullptr;
   std::uint64_t capacity_ = 0;

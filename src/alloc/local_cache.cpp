@@ -68,6 +68,13 @@ ThreadCache& CacheRegistry::mine() {
   return *tc;
 }
 
+std::int64_t CacheRegistry::handles() {
+  std::lock_guard lock(mu);
+  std::int64_t n = 0;
+  for (auto& c : caches_) n += c->handles.load();
+  return n;
+}
+
 std::vector<CachedExtent> CacheRegistry::take_all() {
   std::lock_guard lock(mu);
   std::vector<CachedExtent> out;

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,10 @@ struct ThreadCache {
   Bins bins;
   std::uint32_t line = 0;  // its line of the process's SlotStats
   bool in_use = false;     // a thread has it (under the registry's mutex)
+  // Views and Writers this thread made that are not released yet, less
+  // those of them released by other threads: they keep the attachment
+  // alive. On a line of its own, so threads count without sharing one.
+  alignas(64) std::atomic<std::int64_t> handles{0};
 };
 
 // One per attachment. Shared with the threads that used it, which hand
@@ -53,6 +58,8 @@ class CacheRegistry : public std::enable_shared_from_this<CacheRegistry> {
   // Every record held, by any thread or the depot, taken out: for a
   // process leaving the segment (no other thread can be using it then).
   std::vector<CachedExtent> take_all();
+  // The sum of every thread's handles.
+  std::int64_t handles();
 
   std::mutex mu;  // guards depot, caches' in_use, and the caches vector
   Bins depot;

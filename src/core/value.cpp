@@ -38,9 +38,14 @@ std::string ValueType::describe() const {
     case ValueKind::Array: return elem_name(*this) + "[]";
     case ValueKind::NdArray: {
       if (rank == 0) return elem_name(*this) + " n-d array";
-      std::string dims;
-      for (std::uint32_t d = 0; d < rank && d < kMaxRank; ++d) dims += (d == 0 ? "" : "x") + std::to_string(shape[d]);
-      return fmt::format("{}[{}]", elem_name(*this), dims);
+      std::string out = elem_name(*this);
+      out.push_back('[');
+      for (std::uint32_t d = 0; d < rank && d < kMaxRank; ++d) {
+        if (d != 0) out.push_back('x');
+        out.append(fmt::format("{}", shape[d]));  // NOLINT
+      }
+      out.push_back(']');
+      return out;
     }
   }
   return "unknown";

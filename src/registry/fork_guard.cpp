@@ -4,27 +4,31 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <mutex>
 #include <new>
 
 namespace sealstore::detail {
 
+std::atomic<std::atomic<std::uint64_t>*> g_epoch_word{nullptr};
+
 namespace {
 
-// The page's one word, or nullptr where the kernel cannot wipe it on fork.
-std::atomic<std::uint64_t>* g_epoch = nullptr;
 std::once_flag g_epoch_once;
+bool g_no_wipe = false;  // set once, before g_epoch_once completes
 
 void map_epoch_page() noexcept {
-  void* p = ::mmap(nullptr, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return;
-  if (::madvise(p, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), MADV_WIPEONFORK) != 0) {
-    ::munmap(p, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)));
+  auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  void* p = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    g_no_wipe = true;
     return;
   }
-  g_epoch = new (p) std::atomic<std::uint64_t>(0);
+  if (::madvise(p, page, MADV_WIPEONFORK) != 0) {
+    ::munmap(p, page);
+    g_no_wipe = true;
+    return;
+  }
+  g_epoch_word.store(new (p) std::atomic<std::uint64_t>(0), std::memory_order_release);
 }
 
 // A number unlike any other process's: its pid (unique among the living)
@@ -37,14 +41,15 @@ std::uint64_t fresh_epoch() noexcept {
 
 }  // namespace
 
-std::uint64_t process_epoch() noexcept {
+std::uint64_t make_process_epoch() noexcept {
   std::call_once(g_epoch_once, map_epoch_page);  // once per program: the mapping is inherited
-  if (g_epoch == nullptr) return static_cast<std::uint64_t>(::getpid());
-  std::uint64_t e = g_epoch->load(std::memory_order_acquire);
+  std::atomic<std::uint64_t>* w = g_epoch_word.load(std::memory_order_acquire);
+  if (w == nullptr || g_no_wipe) return static_cast<std::uint64_t>(::getpid());
+  std::uint64_t e = w->load(std::memory_order_acquire);
   if (e != 0) return e;
   // A new process (or a child whose page was just wiped): make its epoch.
   std::uint64_t mine = fresh_epoch();
-  if (g_epoch->compare_exchange_strong(e, mine, std::memory_order_acq_rel)) return mine;
+  if (w->compare_exchange_strong(e, mine, std::memory_order_acq_rel)) return mine;
   return e;  // another thread made it first
 }
 

@@ -28,12 +28,12 @@ Geometry compute_geometry(std::uint64_t capacity, std::uint32_t max_objects, std
   g.max_names = max_names;
   g.name_slots = 16;
   while (g.name_slots < 2 * max_names) g.name_slots *= 2;
-  g.pin_words = static_cast<std::uint32_t>(round_up((max_objects + 63) / 64, 8));
+  g.pin_words = kMaxProcesses / 64;
   g.slots_offset = kPageSize;
   g.stats_offset = round_up(g.slots_offset + sizeof(ProcessSlot) * kMaxProcesses, kPageSize);
   g.entries_offset = round_up(g.stats_offset + sizeof(SlotStats) * kMaxProcesses * kStatLines, kPageSize);
   g.pins_offset = round_up(g.entries_offset + sizeof(Entry) * std::uint64_t{max_objects}, kPageSize);
-  g.names_offset = round_up(g.pins_offset + std::uint64_t{g.pin_words} * 8 * kMaxProcesses, kPageSize);
+  g.names_offset = round_up(g.pins_offset + sizeof(PinMask) * std::uint64_t{max_objects}, kPageSize);
   g.alloc_offset = round_up(g.names_offset + sizeof(NameSlot) * std::uint64_t{g.name_slots}, kPageSize);
   g.alloc_bytes = ExtentAllocator::area_bytes(max_objects);
   g.data_offset = round_up(g.alloc_offset + g.alloc_bytes, kDataRegionAlign);
@@ -57,6 +57,7 @@ std::uint64_t layout_fingerprint() {
   mix(sizeof(ProcessSlot));
   mix(sizeof(SlotStats));
   mix(sizeof(NameSlot));
+  mix(sizeof(PinMask));
   mix(kMaxProcesses);
   mix(kStatLines);
   mix(kMaxRank);

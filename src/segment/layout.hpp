@@ -4,7 +4,7 @@
 // segment lock are accessed through std::atomic_ref (see atomics.hpp).
 //
 //   [Header | ProcessSlot x kMaxProcesses | SlotStats x kMaxProcesses x
-//    kStatLines | Entry x max_objects | pin bitmaps (one row per slot) |
+//    kStatLines | Entry x max_objects | PinMask x max_objects |
 //    NameSlot x name_slots | allocator state (derived) | data (capacity)]
 //
 // Nothing here is trusted by a process that reads it: any process that can
@@ -126,12 +126,32 @@ static_assert(sizeof(ProcessSlot) == 64);
 // thread (cycling through kStatLines), summed on read: no line is shared by
 // two busy threads. Zeroed when the slot is reaped or freed.
 struct alignas(64) SlotStats {
-  std::int64_t reserved_entries;  // entries Reserved by this process (atomic)
-  std::int64_t reserved_bytes;    // bytes of their extents (atomic)
-  std::uint64_t objects_sealed;   // objects this process sealed (atomic)
-  std::uint64_t reserved[5];
+  // Entries Reserved by this process and the bytes of their extents, in one
+  // word (one atomic add for both): reserved_word(entries, bytes), summed
+  // over the lines with wrap-around, then split by reserved_entries/_bytes.
+  // A line's own value may be "negative" (a record reserved on one thread,
+  // used on another); the sum over a process's lines is not.
+  std::uint64_t reserved;
+  std::uint64_t objects_sealed;  // objects this process sealed (atomic)
+  std::uint64_t spare[6];
 };
 static_assert(sizeof(SlotStats) == 64);
+inline constexpr unsigned kReservedBytesBits = 40;  // a process caches less than 1 TiB
+constexpr std::uint64_t reserved_word(std::int64_t entries, std::int64_t bytes) {
+  return (static_cast<std::uint64_t>(entries) << kReservedBytesBits) + static_cast<std::uint64_t>(bytes);
+}
+constexpr std::uint64_t reserved_entries(std::uint64_t sum) { return sum >> kReservedBytesBits; }
+constexpr std::uint64_t reserved_bytes(std::uint64_t sum) { return sum & ((std::uint64_t{1} << kReservedBytesBits) - 1); }
+
+// Which processes pin an entry: bit s set while the process in slot s holds
+// a View of it. A mask per entry (four to a cache line), not a row per
+// process: an erase reads one mask, and processes pinning their own objects
+// write different lines. Bits set and cleared atomically by their owners;
+// a dead process's cleared when it is reaped.
+struct PinMask {
+  std::uint64_t bits[kMaxProcesses / 64];
+};
+static_assert(sizeof(PinMask) == 16);
 
 // One store-wide name. Written under the lock as a seqlock (seq odd while
 // changing), so lookups read it without the lock.
@@ -158,7 +178,7 @@ struct alignas(64) Header {
   std::uint32_t max_objects;
   std::uint32_t max_names;   // names that can be bound
   std::uint32_t name_slots;  // hash table size (power of two, >= 2 * max_names)
-  std::uint32_t pin_words;   // 64-bit words per pin bitmap row
+  std::uint32_t pin_words;   // 64-bit words per pin mask
   std::uint64_t slots_offset;
   std::uint64_t stats_offset;
   std::uint64_t entries_offset;

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -29,6 +31,34 @@ inline std::string_view state_name(EntryState s) {
 template <class T>
 T field(const T& f) {
   return load(f, std::memory_order_relaxed);
+}
+
+// An entry's value type as it lies in the entry, in words (one 16-byte run
+// and the shape), copied in a few loads: what a View keeps.
+using TypeWords = std::array<std::uint64_t, 2 + kMaxRank>;
+static_assert(offsetof(Entry, elem_size) == offsetof(Entry, kind) + 4 && offsetof(Entry, type_hash) == offsetof(Entry, kind) + 8);
+inline void load_type_words(const Entry& e, TypeWords& w) {
+  const auto* head = reinterpret_cast<const std::uint64_t*>(&e.kind);  // NOLINT: kind..elem_size, then type_hash
+  w[0] = load(head[0], std::memory_order_relaxed);                       // NOLINT
+  w[1] = load(head[1], std::memory_order_relaxed);                       // NOLINT
+  if (static_cast<ValueKind>(w[0] & 0xffU) == ValueKind::NdArray) {
+    for (std::size_t d = 0; d < kMaxRank; ++d) w[2 + d] = field(e.shape[d]);  // NOLINT
+  }
+}
+// Into t, field by field (a ValueType built elsewhere and copied in whole
+// stalls on store forwarding: this is on every fetch's and read's path).
+inline void decode_type(const TypeWords& w, ValueType& t) {
+  t.kind = static_cast<ValueKind>(w[0] & 0xffU);
+  t.elem = static_cast<ElemType>((w[0] >> 8U) & 0xffU);
+  t.elem_size = static_cast<std::uint32_t>(w[0] >> 32U);
+  t.type_hash = w[1];
+  if (t.kind != ValueKind::NdArray) {
+    t.rank = 0;
+    t.shape = {};
+    return;
+  }
+  t.rank = std::min<std::uint32_t>(static_cast<std::uint32_t>((w[0] >> 16U) & 0xffU), kMaxRank);
+  for (std::size_t d = 0; d < kMaxRank; ++d) t.shape[d] = d < t.rank ? w[2 + d] : 0;  // NOLINT
 }
 
 // The value type as the entry stores it (rank clamped; shape read only for

@@ -42,24 +42,21 @@ SegmentInfo Session::info() const {
   i.max_objects = g.max_objects;
   // Used is what objects hold: neither free in the allocator nor cached by
   // a process (Reserved entries, counted per process and summed here).
-  // Summed as unsigned (wrapping, never overflowing: a peer may have written
-  // anything there), read as signed.
-  std::uint64_t cached_entries = 0;
-  std::uint64_t cached_bytes = 0;
+  // Summed with wrap-around (never overflowing: a peer may have written
+  // anything there), then split.
+  std::uint64_t reserved = 0;
   std::vector<std::uint32_t> live = live_slots(h);
   for (std::uint32_t s : live) {
     for (std::uint32_t l = 0; l < kStatLines; ++l) {
       const SlotStats& st = stats_line(s, l);
-      cached_entries += static_cast<std::uint64_t>(load(st.reserved_entries, std::memory_order_relaxed));
-      cached_bytes += static_cast<std::uint64_t>(load(st.reserved_bytes, std::memory_order_relaxed));
+      reserved += load(st.reserved, std::memory_order_relaxed);
     }
   }
   std::uint64_t free_bytes = std::min(field(h.free_bytes), g.capacity);
   std::uint64_t free_entries = std::min<std::uint64_t>(field(h.free_entries), g.max_objects);
-  i.cached = std::min(static_cast<std::uint64_t>(std::max<std::int64_t>(static_cast<std::int64_t>(cached_bytes), 0)),
-                      g.capacity - free_bytes);
+  i.cached = std::min(reserved_bytes(reserved), g.capacity - free_bytes);
   i.used = g.capacity - free_bytes - i.cached;
-  std::uint64_t held = std::min(static_cast<std::uint64_t>(std::max<std::int64_t>(static_cast<std::int64_t>(cached_entries), 0)),
+  std::uint64_t held = std::min(reserved_entries(reserved),
                                 g.max_objects - free_entries);
   i.objects = static_cast<std::uint32_t>(g.max_objects - free_entries - held);
   i.largest_free = std::min(field(h.largest_free), free_bytes);
@@ -87,24 +84,23 @@ std::vector<ProcessInfo> Session::processes() const {
     p.alive = slot_alive(s);
     p.pid_namespace = field(ps.pid_ns);
     p.attached_unix_ns = field(ps.attached_ns);
-    std::uint64_t cached = 0;
+    std::uint64_t reserved = 0;
     for (std::uint32_t l = 0; l < kStatLines; ++l) {
       p.objects_created += field(stats_line(s, l).objects_sealed);
-      cached += static_cast<std::uint64_t>(field(stats_line(s, l).reserved_bytes));
+      reserved += field(stats_line(s, l).reserved);
     }
-    p.cached_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(static_cast<std::int64_t>(cached), 0));
-    const std::uint64_t* row = pin_row(s);
-    for (std::uint32_t w = 0; w < g.pin_words; ++w) {
-      std::uint64_t bits = load(row[w], std::memory_order_relaxed);  // NOLINT
-      while (bits != 0) {
-        std::uint32_t i = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
-        bits &= bits - 1;
-        if (i >= g.max_objects) continue;
+    p.cached_bytes = std::min(reserved_bytes(reserved), g.capacity);
+    out.push_back(p);
+  }
+  // Pins, by one pass over the pin masks.
+  for (std::uint32_t i = 0; i < g.max_objects && !out.empty(); ++i) {
+    const PinMask& m = pins(i);
+    for (ProcessInfo& p : out) {
+      if ((load(m.bits[p.slot / 64], std::memory_order_relaxed) & (std::uint64_t{1} << (p.slot % 64))) != 0) {  // NOLINT
         p.pinned_objects += 1;
         p.pinned_bytes += std::min(field(entry(i).size), g.capacity);
       }
     }
-    out.push_back(p);
   }
   std::sort(out.begin(), out.end(), [](const ProcessInfo& a, const ProcessInfo& b) { return a.id < b.id; });
   return out;
@@ -139,7 +135,7 @@ std::vector<ObjectInfo> Session::objects() const {
     o.created_unix_ns = field(e.created_ns);
     o.waiters = field(e.waiters);
     for (auto [s, id] : live) {
-      if ((load(pin_row(s)[i / 64], std::memory_order_relaxed) & (std::uint64_t{1} << (i % 64))) != 0) {  // NOLINT
+      if ((load(pins(i).bits[s / 64], std::memory_order_relaxed) & (std::uint64_t{1} << (s % 64))) != 0) {  // NOLINT
         o.pinned_by.push_back(id);
       }
     }

@@ -47,8 +47,7 @@ constexpr bool kUnpinnedReads = SEALSTORE_UNPINNED_READS != 0;
 
 }  // namespace
 
-std::optional<Session::Pinned> Session::fetch(const RemoteRef& ref, Deadline deadline, bool wait,
-                                              std::chrono::nanoseconds spin) {
+bool Session::fetch(const RemoteRef& ref, Deadline deadline, bool wait, std::chrono::nanoseconds spin, Pinned& out) {
   check_writable();
   std::uint32_t index = index_of(ref);
   auto gen = static_cast<std::uint32_t>(ref.id() >> 32U);
@@ -61,12 +60,15 @@ std::optional<Session::Pinned> Session::fetch(const RemoteRef& ref, Deadline dea
         pin(index);
         // Pinned: from here the object cannot be freed, unless an erase got
         // in first, which the re-read shows.
-        if (load(e.word) == w) return pinned_view(ref, index, e);
+        if (load(e.word) == w) {
+          pinned_view(ref, index, e, out);
+          return true;
+        }
         unpin(index, gen);
         continue;
       case EntryState::Unfilled:
       case EntryState::Writing: {
-        if (!wait) return std::nullopt;
+        if (!wait) return false;
         bool settled = spin > std::chrono::nanoseconds::zero() && spin_until_settled(e, spin, deadline);
         spin = {};  // one bounded spin per fetch; after it, sleep
         if (!settled) wait_for_change(e, w, ref, deadline);
@@ -79,7 +81,7 @@ std::optional<Session::Pinned> Session::fetch(const RemoteRef& ref, Deadline dea
 
 // The extent and type are read once, here, under the pin: the View keeps
 // them, and a peer that rewrites the entry later cannot widen it.
-Session::Pinned Session::pinned_view(const RemoteRef& ref, std::uint32_t index, Entry& e) {
+void Session::pinned_view(const RemoteRef& ref, std::uint32_t index, Entry& e, Pinned& out) {
   std::uint64_t offset = field(e.offset);
   std::uint64_t size = field(e.size);
   if (offset > geo().capacity || size > geo().capacity - offset) {
@@ -87,8 +89,9 @@ Session::Pinned Session::pinned_view(const RemoteRef& ref, std::uint32_t index, 
     throw Error(Errc::Corrupt,
                 fmt::format("{} points outside the data region of segment '{}'", ref.to_string(), name_));
   }
-  ValueType t = stored_type(e);
-  return Pinned{index, {map_.data_ro() + offset, size}, t, type_fits(t, size)};
+  out.index = index;
+  out.bytes = {map_.data_ro() + offset, size};
+  load_type_words(e, out.type);
 }
 
 std::vector<Session::Pinned> Session::fetch_many(std::span<const RemoteRef> refs, Deadline deadline,
@@ -100,7 +103,7 @@ std::vector<Session::Pinned> Session::fetch_many(std::span<const RemoteRef> refs
     if (index >= geo().max_objects) return;
     __builtin_prefetch(&entry(index), 0, 3);
     __builtin_prefetch(&local_pins_[index], 1, 3);                // NOLINT
-    __builtin_prefetch(&pin_row(slot_)[index / 64], 1, 3);        // NOLINT
+    __builtin_prefetch(&pins(index), 1, 3);
   };
   std::vector<Pinned> out;
   out.reserve(refs.size());
@@ -108,9 +111,10 @@ std::vector<Session::Pinned> Session::fetch_many(std::span<const RemoteRef> refs
     for (std::size_t k = 0; k < std::min(kFetchAhead, refs.size()); ++k) ahead(k);
     for (std::size_t k = 0; k < refs.size(); ++k) {
       if (k + kFetchAhead < refs.size()) ahead(k + kFetchAhead);
-      out.push_back(*fetch(refs[k], deadline, true, spin));
+      fetch(refs[k], deadline, true, spin, out.emplace_back());
     }
   } catch (...) {
+    if (!out.empty()) out.pop_back();  // the one that failed pinned nothing
     for (std::size_t k = 0; k < out.size(); ++k) unpin(out[k].index, static_cast<std::uint32_t>(refs[k].id() >> 32U));
     throw;
   }
@@ -168,8 +172,8 @@ void Session::wait_for_change(Entry& e, std::uint64_t seen, const RemoteRef& ref
 
 void Session::pin(std::uint32_t index) noexcept {
   std::atomic<std::uint32_t>& w = local_pins_[index];  // NOLINT
-  std::uint64_t& word = pin_row(slot_)[index / 64];    // NOLINT
-  std::uint64_t bit = std::uint64_t{1} << (index % 64);
+  std::uint64_t& word = pins(index).bits[slot_ / 64];  // NOLINT
+  std::uint64_t bit = std::uint64_t{1} << (slot_ % 64);
   std::uint32_t c = w.load(std::memory_order_relaxed);
   for (unsigned spins = 0;; ++spins) {
     if ((c & kPinBusy) != 0) {  // another thread of ours is mid-transition
@@ -207,8 +211,8 @@ void Session::unpin(std::uint32_t index, std::uint32_t gen) noexcept {
         w.store(0, std::memory_order_release);
         return;
       }
-      std::uint64_t& word = pin_row(slot_)[index / 64];  // NOLINT
-      atomic(word).fetch_and(~(std::uint64_t{1} << (index % 64)));
+      std::uint64_t& word = pins(index).bits[slot_ / 64];  // NOLINT
+      atomic(word).fetch_and(~(std::uint64_t{1} << (slot_ % 64)));
       bool pending = load(entry(index).word) == make_word(EntryState::ErasePending, kNoOwner, gen);
       w.store(0, std::memory_order_release);
       if (pending && !pinned_anywhere(index)) finalize(index, gen);
@@ -217,42 +221,33 @@ void Session::unpin(std::uint32_t index, std::uint32_t gen) noexcept {
   }
 }
 
+// Only live processes' bits count: a slot reaped or never attached pins
+// nothing, whatever its bit says.
 bool Session::pinned_anywhere(std::uint32_t index) const noexcept {
-  std::uint64_t bit = std::uint64_t{1} << (index % 64);
+  const PinMask& m = pins(index);
   for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w) {
-    std::uint64_t live = load(header().live_slots[w]);  // NOLINT
-    while (live != 0) {
-      std::uint32_t s = w * 64 + static_cast<std::uint32_t>(std::countr_zero(live));
-      live &= live - 1;
-      if ((load(pin_row(s)[index / 64]) & bit) != 0) return true;  // NOLINT
-    }
+    if ((load(m.bits[w]) & load(header().live_slots[w])) != 0) return true;  // NOLINT
   }
   return false;
 }
 
-std::optional<Session::UnpinnedRead> Session::begin_read(const RemoteRef& ref) const {
-  if (!kUnpinnedReads || slot_ == kNoSlot || !usable() || ref.is_null() || ref.segment_tag() != geo().segment_tag) {
-    return std::nullopt;
-  }
+bool Session::begin_read(const RemoteRef& ref, std::span<const std::byte>& bytes, ValueType& type,
+                         const std::uint64_t*& word_at, std::uint64_t& word) const {
+  if (!kUnpinnedReads || slot_ == kNoSlot || !usable() || ref.segment_tag() != geo().segment_tag) return false;
   auto index = static_cast<std::uint32_t>(ref.id() & 0xffffffffU);
-  if (index >= geo().max_objects) return std::nullopt;
+  if (index >= geo().max_objects) return false;
   const Entry& e = entry(index);
-  std::uint64_t w = load(e.word, std::memory_order_acquire);
-  if (w != make_word(EntryState::Sealed, kNoOwner, static_cast<std::uint32_t>(ref.id() >> 32U))) return std::nullopt;
+  word_at = &e.word;
+  word = load(e.word, std::memory_order_acquire);
+  if (word != make_word(EntryState::Sealed, kNoOwner, static_cast<std::uint32_t>(ref.id() >> 32U))) return false;
   std::uint64_t offset = field(e.offset);
   std::uint64_t size = field(e.size);
-  if (size > kUnpinnedReadMax || offset > geo().capacity || size > geo().capacity - offset) return std::nullopt;
-  ValueType t = stored_type(e);
-  return UnpinnedRead{{map_.data_ro() + offset, size}, t, type_fits(t, size), index, w};
-}
-
-bool Session::read_still_valid(const UnpinnedRead& r) const noexcept {
-  // The copy's loads complete before this load of the word: if the word is
-  // unchanged, nobody erased (and so nobody could have reused) the bytes.
-#if SEALSTORE_UNPINNED_READS
-  std::atomic_thread_fence(std::memory_order_acquire);
-#endif
-  return load(entry(r.index).word, std::memory_order_relaxed) == r.word;
+  if (size > kUnpinnedReadMax || offset > geo().capacity || size > geo().capacity - offset) return false;
+  TypeWords w;
+  load_type_words(e, w);
+  decode_type(w, type);
+  bytes = {map_.data_ro() + offset, size};
+  return type_fits(type, size);
 }
 
 void Session::throw_misfit(const RemoteRef& ref, const ValueType& t, std::uint64_t size) const {

@@ -41,10 +41,14 @@ void Session::reap_slot_locked(std::uint32_t s, bool died) {
   // table, unless it left cleanly with none (its counters say so).
   std::uint64_t reserved = 0;  // unsigned: wraps, never overflows, whatever a peer wrote
   for (std::uint32_t l = 0; l < kStatLines; ++l) {
-    reserved += static_cast<std::uint64_t>(load(stats_line(s, l).reserved_entries));
+    reserved += load(stats_line(s, l).reserved);
   }
+  reserved = reserved_entries(reserved);
   if (died || reserved != 0) {
+    std::uint64_t bit = std::uint64_t{1} << (s % 64);
     for (std::uint32_t i = 0; i < geo().max_objects; ++i) {
+      std::uint64_t& pinned = pins(i).bits[s / 64];  // NOLINT
+      if ((load(pinned, std::memory_order_relaxed) & bit) != 0) atomic(pinned).fetch_and(~bit);
       Entry& e = entry(i);
       std::uint64_t w = load(e.word);
       if (!word_valid(w) || word_owner(w) != s) continue;
@@ -63,14 +67,11 @@ void Session::reap_slot_locked(std::uint32_t s, bool died) {
   }
   for (std::uint32_t l = 0; l < kStatLines; ++l) {
     SlotStats& st = stats_line(s, l);
-    store(st.reserved_entries, std::int64_t{0});
-    store(st.reserved_bytes, std::int64_t{0});
+    store(st.reserved, std::uint64_t{0});
   }
-  std::uint64_t* row = pin_row(s);
-  for (std::uint32_t w = 0; w < geo().pin_words; ++w) {
-    if (load(row[w], std::memory_order_relaxed) != 0) atomic(row[w]).exchange(0);  // NOLINT
-  }
-  store(slot(s).lock_seq, 0U);
+  // A process leaving still holds the lock (its claim on it stays until it
+  // unlocks); a dead one's claim goes with it.
+  if (s != slot_) store(slot(s).lock_seq, 0U);
   store(slot(s).state, static_cast<std::uint32_t>(SlotState::Free));
   atomic(h.live_slots[s / 64]).fetch_and(~(std::uint64_t{1} << (s % 64)));
   if (died) {
@@ -106,8 +107,7 @@ std::size_t Session::steal_reserved_locked() {
     if (!free_entry_locked(i, w)) continue;  // lost a race with its owner
     if (owner < kMaxProcesses) {
       SlotStats& st = stats_line(owner, 0);
-      atomic(st.reserved_entries).fetch_sub(1);
-      atomic(st.reserved_bytes).fetch_sub(static_cast<std::int64_t>(bytes));
+      atomic(st.reserved).fetch_add(reserved_word(-1, -static_cast<std::int64_t>(bytes)));
     }
     ++taken;
   }

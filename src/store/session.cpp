@@ -49,6 +49,7 @@ Session::Lock::Lock(const Session& s) : s_(const_cast<Session&>(s)) {  // NOLINT
     throw Error(Errc::InvalidArgument,
                 fmt::format("segment '{}' is attached as an observer: it cannot change the store", s_.name_));
   }
+  local_ = std::unique_lock(s_.lock_mu_);
   Peers peers(s_);
   LockResult r = lock_segment(s_.header().lock_word, s_.slot_, peers);
   Header& h = s_.header();
@@ -62,7 +63,7 @@ Session::Lock::Lock(const Session& s) : s_(const_cast<Session&>(s)) {  // NOLINT
 Session::Lock::~Lock() {
   if (!released_) {
     Peers peers(s_);
-    unlock_segment(s_.header().lock_word, peers);
+    unlock_segment(s_.header().lock_word, s_.slot_, peers);
   }
 }
 
@@ -72,7 +73,7 @@ void Session::Lock::repair() {
   } catch (...) {
     store(s_.header().repair_pending, 1U);
     Peers peers(s_);
-    unlock_segment(s_.header().lock_word, peers);
+    unlock_segment(s_.header().lock_word, s_.slot_, peers);
     released_ = true;
     throw;
   }
@@ -84,11 +85,12 @@ Session::Session(std::string name, Mapping map)
   fork_epoch_ = process_epoch();
   pid_ = ::getpid();
   pid_ns_ = own_pid_namespace();
-  // A batch moves at most 16 KiB (less in a small segment) and a 512th of
-  // the table: what a process holds back from the others stays small.
+  // A batch moves at most 16 KiB (less in a small segment) and a 64th of
+  // the table: what a process holds back from the others stays small (and
+  // one short of space takes it back).
   const Geometry& g = geo();
   std::uint64_t bytes = std::min<std::uint64_t>(16 << 10, g.capacity / 256);
-  std::uint64_t entries = std::max<std::uint64_t>(1, g.max_objects / 512);
+  std::uint64_t entries = std::max<std::uint64_t>(1, g.max_objects / 64);
   for (std::uint32_t c = 0; c < kClasses; ++c) {
     batch_[c] = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(bytes / class_bytes(c), 1, std::min<std::uint64_t>(32, entries)));
   }
@@ -115,9 +117,9 @@ std::shared_ptr<Session> Session::create(std::string_view name, const CreateOpti
                           o.prefault,
                           o.huge_pages};
   Mapping m = Mapping::create(p);
-  std::shared_ptr<Session> s(new Session(std::string(name), std::move(m)));
+  std::unique_ptr<Session> s(new Session(std::string(name), std::move(m)));
   s->join(Role::Owner, 0);
-  return s;
+  return owned(s.release());
 }
 
 std::shared_ptr<Session> Session::attach(std::string_view name, const AttachOptions& o) {
@@ -125,9 +127,9 @@ std::shared_ptr<Session> Session::attach(std::string_view name, const AttachOpti
   Mapping::OpenParams p{segment_path(name, o.directory), std::string(name), o.observer, o.prefault, o.huge_pages,
                         o.trusted_owners};
   Mapping m = Mapping::open(p);
-  std::shared_ptr<Session> s(new Session(std::string(name), std::move(m)));
+  std::unique_ptr<Session> s(new Session(std::string(name), std::move(m)));
   if (!o.observer) s->join(o.role, o.id);
-  return s;
+  return owned(s.release());
 }
 
 // Attaching costs the same whatever the segment's size: nothing in the
@@ -208,15 +210,34 @@ void Session::join(Role role, WorkerId id) {
   store(ps.role, static_cast<std::uint32_t>(role));
   store(ps.attached_ns, unix_now_ns());
   for (std::uint32_t l = 0; l < kStatLines; ++l) std::memset(&stats_line(mine, l), 0, sizeof(SlotStats));
-  std::uint64_t* row = pin_row(mine);
-  for (std::uint32_t w = 0; w < geo().pin_words; ++w) {
-    if (load(row[w], std::memory_order_relaxed) != 0) store(row[w], std::uint64_t{0});  // NOLINT
-  }
   store(ps.state, static_cast<std::uint32_t>(SlotState::Live));
   atomic(h.live_slots[mine / 64]).fetch_or(std::uint64_t{1} << (mine % 64));
   unlock.armed = false;
   release.armed = false;
   id_ = id;
+}
+
+std::shared_ptr<Session> Session::owned(Session* s) {
+  return std::shared_ptr<Session>(s, [](Session* p) { p->owners_released(); });
+}
+
+// The Stores' part ends: the session goes now, or with its last handle.
+// Both sides first publish their change, then look at the other's (seq_cst
+// both): at least one of them sees the session unheld, and one claim wins.
+void Session::owners_released() noexcept {
+  owners_gone_.store(true);
+  end_if_unheld();
+}
+
+void Session::release_handle(ThreadCache* h) noexcept {
+  h->handles.fetch_sub(1);
+  if (owners_gone_.load()) end_if_unheld();
+}
+
+void Session::end_if_unheld() noexcept {
+  if (caches_->handles() != 0) return;
+  if (ending_.exchange(true)) return;
+  delete this;
 }
 
 Session::~Session() {
@@ -237,8 +258,6 @@ void Session::leave() noexcept {
   unlock_byte(map_.fd(), slot_lock_byte(slot_));
   slot_ = kNoSlot;
 }
-
-bool Session::usable() const noexcept { return fork_epoch_ == process_epoch(); }
 
 void Session::check_writable() const {
   if (slot_ == kNoSlot) {
@@ -272,33 +291,20 @@ bool Session::slot_alive(std::uint32_t s) const {
 }
 
 void Session::lock_for_test() {
+  lock_mu_.lock();
   Peers peers(*this);
   if (lock_segment(header().lock_word, slot_, peers).taken_over) store(header().repair_pending, 1U);
 }
 
 void Session::unlock_for_test() noexcept {
   Peers peers(*this);
-  unlock_segment(header().lock_word, peers);
+  unlock_segment(header().lock_word, slot_, peers);
+  lock_mu_.unlock();
 }
 
 // ---- the tables
 
-Entry& Session::entry(std::uint32_t i) const noexcept {
-  return reinterpret_cast<Entry*>(map_.base() + geo().entries_offset)[i];  // NOLINT
-}
-ProcessSlot& Session::slot(std::uint32_t s) const noexcept {
-  return reinterpret_cast<ProcessSlot*>(map_.base() + geo().slots_offset)[s];  // NOLINT
-}
-SlotStats& Session::stats_line(std::uint32_t s, std::uint32_t line) const noexcept {
-  return reinterpret_cast<SlotStats*>(map_.base() + geo().stats_offset)[s * kStatLines + line];  // NOLINT
-}
-std::uint64_t* Session::pin_row(std::uint32_t s) const noexcept {
-  return reinterpret_cast<std::uint64_t*>(map_.base() + geo().pins_offset) +  // NOLINT
-         std::size_t{s} * geo().pin_words;
-}
-NameSlot& Session::name_slot(std::uint32_t i) const noexcept {
-  return reinterpret_cast<NameSlot*>(map_.base() + geo().names_offset)[i];  // NOLINT
-}
+
 ExtentAllocator Session::allocator() const noexcept {
   return ExtentAllocator(map_.base() + geo().alloc_offset, geo().capacity, geo().max_objects,
                          &header().repair_pending);
@@ -307,8 +313,7 @@ std::uint32_t* Session::futex_word(Entry& e) noexcept { return reinterpret_cast<
 
 void Session::add_reserved(std::uint32_t line, std::int64_t entries, std::int64_t bytes) noexcept {
   SlotStats& st = stats_line(slot_, line);
-  atomic(st.reserved_entries).fetch_add(entries, std::memory_order_relaxed);
-  atomic(st.reserved_bytes).fetch_add(bytes, std::memory_order_relaxed);
+  atomic(st.reserved).fetch_add(reserved_word(entries, bytes), std::memory_order_relaxed);
 }
 
 std::uint32_t Session::index_of(const RemoteRef& ref) const {

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -27,10 +28,12 @@
 
 #include "alloc/extent_allocator.hpp"
 #include "alloc/local_cache.hpp"
+#include "registry/fork_guard.hpp"
 #include "sealstore/ref.hpp"
 #include "sealstore/stats.hpp"
 #include "sealstore/store.hpp"
 #include "sealstore/value.hpp"
+#include "sealstore/view.hpp"
 #include "segment/layout.hpp"
 #include "segment/segment.hpp"
 
@@ -46,9 +49,22 @@ using Deadline = std::optional<std::chrono::steady_clock::time_point>;
 
 class Session {
  public:
+  // The shared_ptr is the Stores' hold on the session; Views and Writers
+  // hold handles (below). The session ends when both are gone.
   static std::shared_ptr<Session> create(std::string_view name, const CreateOptions& o);
   static std::shared_ptr<Session> attach(std::string_view name, const AttachOptions& o);
   ~Session();
+
+  // A View's or Writer's hold on the session: counted on the calling
+  // thread's own line. release_handle may end the session (if no Store is
+  // left), so nothing of it may be used after.
+  ThreadCache* acquire_handle() { return acquire_handle(caches_->mine()); }
+  ThreadCache& thread_cache() { return caches_->mine(); }
+  static ThreadCache* acquire_handle(ThreadCache& tc) noexcept {
+    tc.handles.fetch_add(1, std::memory_order_relaxed);
+    return &tc;
+  }
+  void release_handle(ThreadCache* h) noexcept;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -65,27 +81,24 @@ class Session {
     std::uint32_t index;
     RemoteRef ref;
     std::span<std::byte> bytes;
+    ThreadCache* cache = nullptr;  // this thread's cache, when it came from there
   };
   // An entry (or `target`, made with make_ref) and its data, in state
   // Writing, ours.
   Claim begin_write(const RemoteRef* target, std::uint64_t size, const ValueType& type);
   // Throws InvalidArgument in a process that did not make the writer (a
   // fork child), Corrupt if the entry is not this writer's any more.
-  void seal(std::uint32_t index, std::uint32_t gen);
+  void seal(std::uint32_t index, std::uint32_t gen, ThreadCache* tc = nullptr);
   void abort(std::uint32_t index, std::uint32_t gen) noexcept;
   // Store::fail: the ref becomes Abandoned with reason as its data.
   void fail(const RemoteRef& ref, std::string_view reason);
 
   // ---- reading (read_path.cpp)
-  struct Pinned {
-    std::uint32_t index;
-    std::span<const std::byte> bytes;
-    ValueType type;  // as stored when pinned
-    bool type_fits;  // type describes exactly bytes.size() bytes
-  };
-  // deadline nullopt: wait for ever. wait false: never wait (nullopt result).
-  // spin: poll this long before sleeping.
-  std::optional<Pinned> fetch(const RemoteRef& ref, Deadline deadline, bool wait, std::chrono::nanoseconds spin = {});
+  using Pinned = PinnedObject;
+  // deadline nullopt: wait for ever. wait false: never wait (false result).
+  // spin: poll this long before sleeping. Fills out (in place: it is the
+  // View's own) when it pins.
+  bool fetch(const RemoteRef& ref, Deadline deadline, bool wait, std::chrono::nanoseconds spin, Pinned& out);
   // fetch() of each ref, their table entries and pins brought into the
   // cache ahead of use, a batch at a time.
   std::vector<Pinned> fetch_many(std::span<const RemoteRef> refs, Deadline deadline, std::chrono::nanoseconds spin);
@@ -95,15 +108,12 @@ class Session {
   // begin_read gives its bytes and type as they are now; the caller copies
   // them, then asks read_still_valid whether the entry stayed the same all
   // along (if not, the copy may be torn: fall back to fetch()).
-  struct UnpinnedRead {
-    std::span<const std::byte> bytes;
-    ValueType type;
-    bool type_fits;
-    std::uint32_t index;
-    std::uint64_t word;
-  };
-  std::optional<UnpinnedRead> begin_read(const RemoteRef& ref) const;
-  bool read_still_valid(const UnpinnedRead& r) const noexcept;
+  // False when it cannot be read so (not sealed, too large, a type that does
+  // not fit its size): then fetch.
+  // word_at: where the head word lies, to check it again after the copy
+  // (Store::still_valid).
+  bool begin_read(const RemoteRef& ref, std::span<const std::byte>& bytes, ValueType& type,
+                  const std::uint64_t*& word_at, std::uint64_t& word) const;
 
   // Error(Corrupt): ref's stored type t cannot describe its size bytes.
   [[noreturn]] void throw_misfit(const RemoteRef& ref, const ValueType& t, std::uint64_t size) const;
@@ -136,23 +146,37 @@ class Session {
 
  private:
   Session(std::string name, Mapping map);
+  static std::shared_ptr<Session> owned(Session* s);
+  void owners_released() noexcept;
+  void end_if_unheld() noexcept;
   class Lock;
   class Peers;
   friend class Lock;
 
-  // ---- the tables, at this process's geometry
-  Entry& entry(std::uint32_t i) const noexcept;
-  ProcessSlot& slot(std::uint32_t s) const noexcept;
-  SlotStats& stats_line(std::uint32_t s, std::uint32_t line) const noexcept;
-  std::uint64_t* pin_row(std::uint32_t s) const noexcept;
-  NameSlot& name_slot(std::uint32_t i) const noexcept;
+  // ---- the tables, at this process's geometry (callers bound the index)
+  Entry& entry(std::uint32_t i) const noexcept {
+    return reinterpret_cast<Entry*>(map_.base() + geo().entries_offset)[i];  // NOLINT
+  }
+  ProcessSlot& slot(std::uint32_t s) const noexcept {
+    return reinterpret_cast<ProcessSlot*>(map_.base() + geo().slots_offset)[s];  // NOLINT
+  }
+  SlotStats& stats_line(std::uint32_t s, std::uint32_t line) const noexcept {
+    return reinterpret_cast<SlotStats*>(map_.base() + geo().stats_offset)[s * kStatLines + line];  // NOLINT
+  }
+  PinMask& pins(std::uint32_t index) const noexcept {
+    return reinterpret_cast<PinMask*>(map_.base() + geo().pins_offset)[index];  // NOLINT
+  }
+  NameSlot& name_slot(std::uint32_t i) const noexcept {
+    return reinterpret_cast<NameSlot*>(map_.base() + geo().names_offset)[i];  // NOLINT
+  }
   ExtentAllocator allocator() const noexcept;
   static std::uint32_t* futex_word(Entry& e) noexcept;
 
   // ---- session.cpp
   void join(Role role, WorkerId id);
   void leave() noexcept;
-  bool usable() const noexcept;
+  // False in a child that inherited this attachment across fork.
+  bool usable() const noexcept { return fork_epoch_ == process_epoch(); }
   // Whether the process attached in slot s can still use the segment; the
   // quick form trusts a held lock byte without asking /proc.
   bool slot_alive(std::uint32_t s) const;
@@ -180,7 +204,7 @@ class Session {
   bool pinned_anywhere(std::uint32_t index) const noexcept;
   static bool spin_until_settled(const Entry& e, std::chrono::nanoseconds spin, Deadline deadline);
   void wait_for_change(Entry& e, std::uint64_t seen, const RemoteRef& ref, Deadline deadline);
-  Pinned pinned_view(const RemoteRef& ref, std::uint32_t index, Entry& e);
+  void pinned_view(const RemoteRef& ref, std::uint32_t index, Entry& e, Pinned& out);
 
   // ---- erase.cpp
   // Frees an ErasePending entry of generation gen that nobody pins: into
@@ -218,6 +242,9 @@ class Session {
   std::uint64_t fork_epoch_ = 0;
   std::array<std::uint32_t, kClasses> batch_{};  // records moved per refill or spill, by class
   std::shared_ptr<CacheRegistry> caches_;
+  std::mutex lock_mu_;  // this process's threads take the segment lock one at a time
+  std::atomic<bool> owners_gone_{false};  // the last Store let go
+  std::atomic<bool> ending_{false};       // someone is deleting it
   // This process's pin count per entry; bit 31 set while a thread moves the
   // count between 0 and 1 and updates the shared pin bitmap.
   std::atomic<std::uint32_t>* local_pins_ = nullptr;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <mutex>
 
 #include "store/session.hpp"
 
@@ -27,6 +28,7 @@ class Session::Lock {
   void repair();
 
   Session& s_;
+  std::unique_lock<std::mutex> local_;  // this process's threads, one at a time
   std::size_t reaped_ = 0;
   bool released_ = false;
 };

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "segment/segment.hpp"
+#include "store/entry_view.hpp"
 #include "store/session.hpp"
 
 namespace sealstore {
@@ -88,35 +89,46 @@ WorkerId Store::myid() const { return session_ref().id(); }
 RemoteRef Store::make_ref() { return session_ref().make_ref(session_ref().id()); }
 RemoteRef Store::make_ref(WorkerId where) { return session_ref().make_ref(where); }
 
+// A put is a writer that nothing can interrupt between its claim and its
+// seal (a memcpy does not throw): no Writer handle is made.
 RemoteRef Store::put_bytes(const ValueType& type, std::span<const std::byte> bytes) {
-  Writer w = create_writer(bytes.size(), type);
-  if (!bytes.empty()) std::memcpy(w.bytes().data(), bytes.data(), bytes.size());
-  return std::move(w).seal();
+  detail::Session& s = session_ref();
+  auto c = s.begin_write(nullptr, bytes.size(), type);
+  if (!bytes.empty()) std::memcpy(c.bytes.data(), bytes.data(), bytes.size());
+  s.seal(c.index, static_cast<std::uint32_t>(c.ref.id() >> 32U), c.cache);
+  return c.ref;
 }
 
 void Store::put_bytes(const RemoteRef& ref, const ValueType& type, std::span<const std::byte> bytes) {
-  Writer w = create_writer(ref, bytes.size(), type);
-  if (!bytes.empty()) std::memcpy(w.bytes().data(), bytes.data(), bytes.size());
-  std::move(w).seal();
+  detail::Session& s = session_ref();
+  auto c = s.begin_write(&ref, bytes.size(), type);
+  if (!bytes.empty()) std::memcpy(c.bytes.data(), bytes.data(), bytes.size());
+  s.seal(c.index, static_cast<std::uint32_t>(c.ref.id() >> 32U));
 }
 
 Writer Store::create_writer(std::uint64_t bytes, const ValueType& type) {
-  auto c = session_ref().begin_write(nullptr, bytes, type);
-  return Writer(session_, c.index, c.ref, c.bytes);
+  detail::Session& s = session_ref();
+  auto c = s.begin_write(nullptr, bytes, type);
+  return Writer(&s, s.acquire_handle(), c.index, c.ref, c.bytes);
 }
 
 Writer Store::create_writer(const RemoteRef& ref, std::uint64_t bytes, const ValueType& type) {
-  auto c = session_ref().begin_write(&ref, bytes, type);
-  return Writer(session_, c.index, c.ref, c.bytes);
+  detail::Session& s = session_ref();
+  auto c = s.begin_write(&ref, bytes, type);
+  return Writer(&s, s.acquire_handle(), c.index, c.ref, c.bytes);
 }
 
 void Store::fail(const RemoteRef& ref, std::string_view reason) { session_ref().fail(ref, reason); }
 
 View Store::fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline, bool wait,
                         std::chrono::nanoseconds spin) {
-  auto p = session_ref().fetch(ref, deadline, wait, spin);
-  if (!p) return View();
-  return View(session_, p->index, ref, p->bytes, p->type, p->type_fits);
+  detail::Session& s = session_ref();
+  View v;
+  if (!s.fetch(ref, deadline, wait, spin, v.pin_)) return v;
+  v.session_ = &s;
+  v.hold_ = s.acquire_handle();
+  v.ref_ = ref;
+  return v;
 }
 
 View Store::fetch(const RemoteRef& ref) { return fetch_until(ref, std::nullopt, true); }
@@ -148,22 +160,19 @@ std::vector<View> Store::fetch_many(std::span<const RemoteRef> refs, const Fetch
   std::vector<detail::Session::Pinned> pinned = s.fetch_many(refs, deadline, options.spin);
   std::vector<View> views;
   views.reserve(pinned.size());
+  detail::ThreadCache& tc = s.thread_cache();
   for (std::size_t k = 0; k < pinned.size(); ++k) {
-    const auto& p = pinned[k];
-    views.push_back(View(session_, p.index, refs[k], p.bytes, p.type, p.type_fits));
+    View& v = views.emplace_back();
+    v.pin_ = pinned[k];
+    v.session_ = &s;
+    v.hold_ = detail::Session::acquire_handle(tc);
+    v.ref_ = refs[k];
   }
   return views;
 }
 
-std::optional<Store::Snapshot> Store::snapshot(const RemoteRef& ref) const {
-  auto r = session_ref().begin_read(ref);
-  if (!r) return std::nullopt;
-  return Snapshot{r->bytes, r->type, r->type_fits, r->index, r->word};
-}
-
-bool Store::still_valid(const Snapshot& s) const noexcept {
-  detail::Session::UnpinnedRead r{s.bytes, s.type, s.type_fits, s.index, s.word};
-  return session_->read_still_valid(r);
+bool Store::snapshot(const RemoteRef& ref, Snapshot& s, ValueType& t) const {
+  return session_ref().begin_read(ref, s.bytes, t, s.word_at, s.word);
 }
 
 std::optional<View> Store::try_fetch(const RemoteRef& ref) {
@@ -173,9 +182,11 @@ std::optional<View> Store::try_fetch(const RemoteRef& ref) {
 }
 
 void Store::materialize_into(const RemoteRef& ref, std::span<std::byte> dst, std::chrono::nanoseconds timeout) {
-  if (auto s = snapshot(ref); s && s->bytes.size() == dst.size()) {
-    if (!dst.empty()) std::memcpy(dst.data(), s->bytes.data(), dst.size());
-    if (still_valid(*s)) return;
+  Snapshot s;
+  ValueType t;
+  if (snapshot(ref, s, t) && s.bytes.size() == dst.size()) {
+    if (!dst.empty()) std::memcpy(dst.data(), s.bytes.data(), dst.size());
+    if (still_valid(s)) return;
   }
   View v = fetch(ref, timeout);
   if (dst.size() != v.size()) {
@@ -202,22 +213,21 @@ std::size_t Store::recover() { return session_ref().recover(); }
 // ---- View
 
 View::View(View&& o) noexcept
-    : session_(std::move(o.session_)),
-      index_(o.index_),
+    : session_(std::exchange(o.session_, nullptr)),
+      hold_(std::exchange(o.hold_, nullptr)),
       ref_(o.ref_),
-      bytes_(std::exchange(o.bytes_, {})),
-      type_(o.type_),
-      type_fits_(o.type_fits_) {}
+      pin_(o.pin_) {
+  o.pin_.bytes = {};
+}
 
 View& View::operator=(View&& o) noexcept {
   if (this != &o) {
     reset();
-    session_ = std::move(o.session_);
-    index_ = o.index_;
+    session_ = std::exchange(o.session_, nullptr);
+    hold_ = std::exchange(o.hold_, nullptr);
     ref_ = o.ref_;
-    bytes_ = std::exchange(o.bytes_, {});
-    type_ = o.type_;
-    type_fits_ = o.type_fits_;
+    pin_ = o.pin_;
+    o.pin_.bytes = {};
   }
   return *this;
 }
@@ -225,17 +235,20 @@ View& View::operator=(View&& o) noexcept {
 View::~View() { reset(); }
 
 void View::reset() noexcept {
-  if (session_) {
-    session_->unpin(index_, static_cast<std::uint32_t>(ref_.id() >> 32U));
-    session_.reset();
+  if (session_ != nullptr) {
+    detail::Session* s = std::exchange(session_, nullptr);
+    s->unpin(pin_.index, static_cast<std::uint32_t>(ref_.id() >> 32U));
+    s->release_handle(std::exchange(hold_, nullptr));  // may end the session: the last use of it
   }
-  bytes_ = {};
+  pin_.bytes = {};
 }
 
 ValueType View::type() const {
-  if (!session_) throw Error(Errc::InvalidArgument, "an empty View has no type");
-  if (!type_fits_) session_->throw_misfit(ref_, type_, bytes_.size());
-  return type_;
+  if (session_ == nullptr) throw Error(Errc::InvalidArgument, "an empty View has no type");
+  ValueType t;
+  detail::decode_type(pin_.type, t);
+  if (!detail::type_fits(t, pin_.bytes.size())) session_->throw_misfit(ref_, t, pin_.bytes.size());
+  return t;
 }
 
 void View::check(const ValueType& want) const {
@@ -270,18 +283,23 @@ std::string_view View::as_string() const {
   if (t.kind != ValueKind::String) {
     throw Error(Errc::TypeMismatch, fmt::format("{} holds {}, not a string", ref_.to_string(), t.describe()));
   }
-  return {reinterpret_cast<const char*>(bytes_.data()), bytes_.size()};  // NOLINT: bytes of chars
+  return {reinterpret_cast<const char*>(pin_.bytes.data()), pin_.bytes.size()};  // NOLINT: bytes of chars
 }
 
 // ---- Writer
 
 Writer::Writer(Writer&& o) noexcept
-    : session_(std::move(o.session_)), index_(o.index_), ref_(o.ref_), bytes_(std::exchange(o.bytes_, {})) {}
+    : session_(std::exchange(o.session_, nullptr)),
+      hold_(std::exchange(o.hold_, nullptr)),
+      index_(o.index_),
+      ref_(o.ref_),
+      bytes_(std::exchange(o.bytes_, {})) {}
 
 Writer& Writer::operator=(Writer&& o) noexcept {
   if (this != &o) {
-    if (session_) std::move(*this).abort();
-    session_ = std::move(o.session_);
+    if (session_ != nullptr) std::move(*this).abort();
+    session_ = std::exchange(o.session_, nullptr);
+    hold_ = std::exchange(o.hold_, nullptr);
     index_ = o.index_;
     ref_ = o.ref_;
     bytes_ = std::exchange(o.bytes_, {});
@@ -290,22 +308,29 @@ Writer& Writer::operator=(Writer&& o) noexcept {
 }
 
 Writer::~Writer() {
-  if (session_) std::move(*this).abort();
+  if (session_ != nullptr) std::move(*this).abort();
+}
+
+void Writer::release() noexcept {
+  detail::Session* s = std::exchange(session_, nullptr);
+  bytes_ = {};
+  if (s != nullptr) s->release_handle(std::exchange(hold_, nullptr));
 }
 
 RemoteRef Writer::seal() && {
-  if (!session_) throw Error(Errc::InvalidArgument, "seal() of an empty Writer");
-  auto session = std::move(session_);
-  bytes_ = {};
-  session->seal(index_, static_cast<std::uint32_t>(ref_.id() >> 32U));
+  if (session_ == nullptr) throw Error(Errc::InvalidArgument, "seal() of an empty Writer");
+  struct Release {  // the writer is consumed, sealed or not
+    Writer& w;
+    ~Release() { w.release(); }
+  } release{*this};
+  session_->seal(index_, static_cast<std::uint32_t>(ref_.id() >> 32U));
   return ref_;
 }
 
 void Writer::abort() && noexcept {
-  if (!session_) return;
-  auto session = std::move(session_);
-  bytes_ = {};
-  session->abort(index_, static_cast<std::uint32_t>(ref_.id() >> 32U));
+  if (session_ == nullptr) return;
+  session_->abort(index_, static_cast<std::uint32_t>(ref_.id() >> 32U));
+  release();
 }
 
 }  // namespace sealstore

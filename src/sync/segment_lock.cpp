@@ -35,10 +35,14 @@ constexpr int kSpins = 200;
 constexpr std::chrono::microseconds kFirstCheck{500};
 constexpr std::chrono::milliseconds kLongestCheck{50};
 
-bool try_take(std::uint32_t& word, std::uint32_t seen, std::uint32_t me, bool waiters, std::uint32_t& count) {
+// The claim is made before the word is taken: whoever finds us holding the
+// lock finds us claiming it too, however long we are stopped after.
+bool try_take(std::uint32_t& word, std::uint32_t seen, std::uint32_t me, bool waiters, std::uint32_t& count,
+              LockPeers& peers) {
   count = next_count(seen);
+  peers.set_claim(count);
   return atomic(word).compare_exchange_strong(seen, make_lock_word(me + 1, count, waiters),
-                                              std::memory_order_acquire, std::memory_order_relaxed);
+                                              std::memory_order_acq_rel, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -47,10 +51,7 @@ LockResult lock_segment(std::uint32_t& word, std::uint32_t me, LockPeers& peers)
   std::uint32_t count = 0;
   for (int i = 0; i < kSpins; ++i) {
     std::uint32_t w = load(word, std::memory_order_relaxed);
-    if (holder_of(w) == 0 && try_take(word, w, me, (w & kWaiters) != 0, count)) {
-      peers.set_claim(count);
-      return {};
-    }
+    if (holder_of(w) == 0 && try_take(word, w, me, (w & kWaiters) != 0, count, peers)) return {};
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #else
@@ -64,10 +65,7 @@ LockResult lock_segment(std::uint32_t& word, std::uint32_t me, LockPeers& peers)
     if (holder_of(w) == 0) {
       // Taken with the waiters bit set: others may still sleep, and our
       // release must wake the next of them.
-      if (try_take(word, w, me, true, count)) {
-        peers.set_claim(count);
-        return {};
-      }
+      if (try_take(word, w, me, true, count, peers)) return {};
       continue;
     }
     if ((w & kWaiters) == 0 &&
@@ -81,28 +79,32 @@ LockResult lock_segment(std::uint32_t& word, std::uint32_t me, LockPeers& peers)
     std::uint32_t now = load(word, std::memory_order_relaxed);
     if (now != w) continue;
     std::uint32_t holder = holder_of(w) - 1;
-    bool dead = holder >= kMaxProcesses || (holder != me && !peers.alive(holder));
+    // Our own slot: no other thread of ours holds it (the caller locks
+    // within the process first), so the word was written by someone else.
+    bool dead = holder >= kMaxProcesses || holder == me || !peers.alive(holder);
     // A live holder that does not claim this acquisition (no locker ever
-    // takes count 0), twice in a row: the word was written by someone other
-    // than a locker.
+    // takes count 0) across two whole slices: the word was written by
+    // someone other than a locker. (A holder releasing has dropped its
+    // claim a moment before its word: one slice is not enough.)
     bool unclaimed = !dead && (count_of(w) == 0 || peers.claim(holder) != count_of(w));
     bool bogus = unclaimed && suspect == w;
     suspect = unclaimed ? w : 0;
     if (dead || bogus) {
-      if (try_take(word, w, me, true, count)) {
-        peers.set_claim(count);
-        return {.taken_over = true};
-      }
+      if (try_take(word, w, me, true, count, peers)) return {.taken_over = true};
       continue;
     }
     slice = std::min<std::chrono::nanoseconds>(slice * 2, kLongestCheck);
   }
 }
 
-void unlock_segment(std::uint32_t& word, LockPeers& peers) noexcept {
+void unlock_segment(std::uint32_t& word, std::uint32_t me, LockPeers& peers) noexcept {
   peers.set_claim(0);
   std::uint32_t w = load(word, std::memory_order_relaxed);
   for (;;) {
+    // Released only while it is still ours: a holder judged gone (stopped
+    // for longer than its claim could be trusted) must not release the
+    // lock of whoever took it over.
+    if (holder_of(w) != me + 1) return;
     std::uint32_t released = make_lock_word(0, count_of(w), false);
     if (atomic(word).compare_exchange_weak(w, released, std::memory_order_release, std::memory_order_relaxed)) break;
   }

@@ -33,8 +33,11 @@ struct LockResult {
   bool taken_over = false;  // from a dead holder or a bogus word: repair before trusting anything
 };
 
-// Blocks until slot `me` holds the lock at `word`.
+// Blocks until slot `me` holds the lock at `word`. One thread of a process
+// at a time: the caller serialises its threads first (a slot's claim is one
+// field).
 LockResult lock_segment(std::uint32_t& word, std::uint32_t me, LockPeers& peers);
-void unlock_segment(std::uint32_t& word, LockPeers& peers) noexcept;
+// Releases the lock if slot `me` still holds it.
+void unlock_segment(std::uint32_t& word, std::uint32_t me, LockPeers& peers) noexcept;
 
 }  // namespace sealstore::detail

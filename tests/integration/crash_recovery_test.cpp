@@ -13,6 +13,7 @@
 #include <chrono>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "sealstore/sealstore.hpp"
 #include "segment/layout.hpp"
@@ -192,9 +193,11 @@ TEST(CrashRecovery, a_live_process_is_not_reaped_when_proc_cannot_be_read) {
     // Out of file descriptors: /proc/PID/stat of the others cannot be opened.
     rlimit lim{64, 64};
     if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) return 4;
-    while (::dup(0) >= 0) {
-    }
-    return static_cast<int>(t.recover());
+    std::vector<int> fds;
+    for (int fd = ::dup(0); fd >= 0; fd = ::dup(0)) fds.push_back(fd);
+    auto reaped = static_cast<int>(t.recover());
+    for (int fd : fds) ::close(fd);  // then detach as usual (sanitizers need descriptors too)
+    return reaped;
   });
   auto st = starved.wait();
   EXPECT_TRUE(st.exited);
