@@ -72,8 +72,8 @@ struct Processes {
   std::vector<std::unique_ptr<ChildProcess>> children;
   explicit Processes(std::size_t others) {
     for (std::size_t k = 0; k < others; ++k) {
-      children.push_back(
-          std::make_unique<ChildProcess>("small_ops", std::vector<std::string>{owned.name.name(), owned.name.directory()}));
+      children.push_back(std::make_unique<ChildProcess>(
+          "small_ops", std::vector<std::string>{owned.name.name(), owned.name.directory()}));
       if (children.back()->receive() != "ready") throw std::runtime_error("a small_ops child did not start");
     }
     small_ops(owned.store, kBatch);

@@ -36,8 +36,8 @@ struct ObjectInfo {
   std::int32_t sealed_by_pid = 0;
   std::uint64_t created_unix_ns = 0;
   std::vector<WorkerId> pinned_by{};  // workers holding at least one View
-  std::uint32_t waiters = 0;        // fetches sleeping until it is sealed
-  std::vector<std::string> names{};  // names bound to it
+  std::uint32_t waiters = 0;          // fetches sleeping until it is sealed
+  std::vector<std::string> names{};   // names bound to it
 };
 
 struct ProcessInfo {
@@ -65,10 +65,10 @@ struct SegmentInfo {
   std::string path{};  // the backing file
   std::uint32_t layout_version = 0;
   std::uint32_t segment_tag = 0;
-  std::uint32_t mode = 0;          // permission bits of the backing file
-  std::uint64_t file_size = 0;     // bytes of the backing file
-  std::uint64_t capacity = 0;      // bytes for object data
-  std::uint64_t used = 0;  // bytes held by objects (each rounded up to its extent)
+  std::uint32_t mode = 0;       // permission bits of the backing file
+  std::uint64_t file_size = 0;  // bytes of the backing file
+  std::uint64_t capacity = 0;   // bytes for object data
+  std::uint64_t used = 0;       // bytes held by objects (each rounded up to its extent)
   // Bytes processes hold ready for their next small objects (each keeps a
   // bounded cache of entries and extents, so that putting and erasing small
   // objects takes no lock). Neither used nor free: capacity = used + cached

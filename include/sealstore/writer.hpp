@@ -16,7 +16,7 @@ namespace sealstore {
 namespace detail {
 class Session;
 struct ThreadCache;
-}
+}  // namespace detail
 
 class Writer {
  public:

@@ -18,7 +18,7 @@ namespace {
 constexpr std::uint32_t kSubBits = 4;
 constexpr std::uint32_t kSub = 1U << kSubBits;
 constexpr std::uint32_t kSubMask = (1U << kSub) - 1;  // the bits of a level's map that name lists
-constexpr std::uint32_t kLevels = 40;  // enough for 2^46 bytes / 64 = 2^40 units
+constexpr std::uint32_t kLevels = 40;                 // enough for 2^46 bytes / 64 = 2^40 units
 constexpr std::uint32_t kNone = 0xffffffffU;
 // The longest walk of one list (the fallback of allocate, largest_free).
 constexpr std::uint32_t kMaxWalk = 256;
@@ -71,9 +71,9 @@ struct AllocState {
   std::uint32_t reserved;
   std::uint64_t free_bytes;
   std::uint64_t free_blocks;
-  std::uint64_t level_map;            // bit per level with a non-empty list
-  std::uint32_t sub_map[kLevels];     // bit per non-empty list of the level
-  std::uint32_t heads[kLevels][kSub]; // first block of each list, or kNone
+  std::uint64_t level_map;             // bit per level with a non-empty list
+  std::uint32_t sub_map[kLevels];      // bit per non-empty list of the level
+  std::uint32_t heads[kLevels][kSub];  // first block of each list, or kNone
 };
 
 namespace {
@@ -110,7 +110,8 @@ inline Block& ExtentAllocator::node(std::uint32_t i) const {
 }
 
 inline std::uint32_t* ExtentAllocator::node_stack() const {
-  return reinterpret_cast<std::uint32_t*>(area_ + nodes_offset() + std::uint64_t{node_count()} * sizeof(Block));  // NOLINT
+  return reinterpret_cast<std::uint32_t*>(area_ + nodes_offset() +
+                                          std::uint64_t{node_count()} * sizeof(Block));  // NOLINT
 }
 
 inline std::uint32_t* ExtentAllocator::entry_stack() const { return node_stack() + node_count(); }  // NOLINT
@@ -149,8 +150,8 @@ void ExtentAllocator::insert_free(std::uint32_t i) {
   wr(b.prev_free, kNone);
   wr(b.next_free, head);
   if (head != kNone) wr(node(head).prev_free, i);
-  wr(st.heads[x.level][x.sub], i);                                                  // NOLINT
-  wr(st.sub_map[x.level], (rd(st.sub_map[x.level]) & kSubMask) | (1U << x.sub));                 // NOLINT
+  wr(st.heads[x.level][x.sub], i);                                                // NOLINT
+  wr(st.sub_map[x.level], (rd(st.sub_map[x.level]) & kSubMask) | (1U << x.sub));  // NOLINT
   wr(st.level_map, rd(st.level_map) | (std::uint64_t{1} << x.level));
   wr(b.state, static_cast<std::uint32_t>(NodeState::Free));
   wr(st.free_bytes, rd(st.free_bytes) + bytes);
@@ -172,10 +173,10 @@ void ExtentAllocator::remove_free(std::uint32_t i) {
     wr(p.next_free, next);
   } else {
     if (rd(st.heads[x.level][x.sub]) != i) damaged("a free list's head is not its first block", x.level, i);  // NOLINT
-    wr(st.heads[x.level][x.sub], next);                                                                      // NOLINT
+    wr(st.heads[x.level][x.sub], next);                                                                       // NOLINT
     if (next == kNone) {
       std::uint32_t sub = rd(st.sub_map[x.level]) & kSubMask & ~(1U << x.sub);  // NOLINT
-      wr(st.sub_map[x.level], sub);                                  // NOLINT
+      wr(st.sub_map[x.level], sub);                                             // NOLINT
       if (sub == 0) wr(st.level_map, rd(st.level_map) & ~(std::uint64_t{1} << x.level));
     }
   }
@@ -339,7 +340,9 @@ void ExtentAllocator::push_entry(std::uint32_t index) {
   wr(st.entry_top, top + 1);
 }
 
-std::uint64_t ExtentAllocator::free_entries() const { return std::min<std::uint64_t>(rd(state().entry_top), max_objects_); }
+std::uint64_t ExtentAllocator::free_entries() const {
+  return std::min<std::uint64_t>(rd(state().entry_top), max_objects_);
+}
 std::uint64_t ExtentAllocator::free_bytes() const { return std::min(rd(state().free_bytes), capacity_); }
 std::uint64_t ExtentAllocator::free_blocks() const { return rd(state().free_blocks); }
 
@@ -404,7 +407,7 @@ void ExtentAllocator::rebuild(Entry* entries) {
   wr(st.free_blocks, std::uint64_t{0});
   wr(st.level_map, std::uint64_t{0});
   for (std::uint32_t l = 0; l < kLevels; ++l) {
-    wr(st.sub_map[l], 0U);                                     // NOLINT
+    wr(st.sub_map[l], 0U);                                               // NOLINT
     for (std::uint32_t s = 0; s < kSub; ++s) wr(st.heads[l][s], kNone);  // NOLINT
   }
   for (std::uint32_t k = 0; k < n; ++k) {

@@ -62,8 +62,7 @@ ThreadCache& CacheRegistry::mine() {
     tc->in_use = true;
   }
   auto& held = t_caches.held;
-  held.erase(std::remove_if(held.begin(), held.end(), [](const auto& h) { return h.registry.expired(); }),
-             held.end());
+  held.erase(std::remove_if(held.begin(), held.end(), [](const auto& h) { return h.registry.expired(); }), held.end());
   held.push_back({serial_, tc, weak_from_this()});
   return *tc;
 }

@@ -79,9 +79,9 @@ Geometry validate_header(const Header& h, std::uint64_t file_size, std::string_v
   // Read once, each: a peer may be rewriting the header as we look.
   std::uint32_t version = load(h.layout_version, std::memory_order_relaxed);
   if (version != kLayoutVersion) {
-    throw Error(Errc::IncompatibleSegment,
-                fmt::format("segment '{}' has layout version {}, this build reads version {}", name, version,
-                            kLayoutVersion));
+    throw Error(
+        Errc::IncompatibleSegment,
+        fmt::format("segment '{}' has layout version {}, this build reads version {}", name, version, kLayoutVersion));
   }
   std::uint64_t fingerprint = load(h.fingerprint, std::memory_order_relaxed);
   if (load(h.header_bytes, std::memory_order_relaxed) != sizeof(Header) || fingerprint != layout_fingerprint()) {

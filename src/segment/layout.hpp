@@ -55,8 +55,8 @@ inline constexpr std::uint32_t kEntryStates = 7;
 // the entry's next object.
 inline constexpr std::uint32_t kNoOwner = 0xff;
 constexpr std::uint64_t make_word(EntryState s, std::uint32_t owner, std::uint32_t gen) {
-  return static_cast<std::uint64_t>(s) | (std::uint64_t{owner & 0xffU} << 4U) |
-         (std::uint64_t{gen & 0xfffffU} << 12U) | (std::uint64_t{gen} << 32U);
+  return static_cast<std::uint64_t>(s) | (std::uint64_t{owner & 0xffU} << 4U) | (std::uint64_t{gen & 0xfffffU} << 12U) |
+         (std::uint64_t{gen} << 32U);
 }
 constexpr std::uint32_t word_state_bits(std::uint64_t w) { return static_cast<std::uint32_t>(w & 0xfU); }
 constexpr EntryState word_state(std::uint64_t w) { return static_cast<EntryState>(w & 0xfU); }
@@ -79,20 +79,20 @@ enum EntryFlags : std::uint32_t {
 // object that is not an n-d array reads.
 struct alignas(64) Entry {
   // --- line 1
-  std::uint64_t word;        // the head word (above); atomic
-  std::uint32_t waiters;     // fetchers sleeping on the word (atomic); a dead waiter costs one spare wake-up
-  std::uint32_t flags;       // EntryFlags; by the entry's owner or under the lock
-  std::uint64_t offset;      // of its extent in the data region, bytes; set with the extent (under the lock)
-  std::uint64_t extent;      // bytes of the data region it holds (a multiple of 64), 0 for none
-  std::uint64_t size;        // bytes of value (<= extent); by the writer before sealing
-  std::uint8_t kind;         // ValueKind   } the value's type: by the writer before
-  std::uint8_t elem;         // ElemType    } sealing, immutable once sealed
-  std::uint8_t rank;         //             }
-  std::uint8_t reserved0;    //             }
-  std::uint32_t elem_size;   // bytes       }
-  std::uint64_t type_hash;   //             }
-  std::uint32_t names;       // names bound to it; under the lock
-  std::uint32_t block;       // the allocator's block for its extent (derived); under the lock
+  std::uint64_t word;       // the head word (above); atomic
+  std::uint32_t waiters;    // fetchers sleeping on the word (atomic); a dead waiter costs one spare wake-up
+  std::uint32_t flags;      // EntryFlags; by the entry's owner or under the lock
+  std::uint64_t offset;     // of its extent in the data region, bytes; set with the extent (under the lock)
+  std::uint64_t extent;     // bytes of the data region it holds (a multiple of 64), 0 for none
+  std::uint64_t size;       // bytes of value (<= extent); by the writer before sealing
+  std::uint8_t kind;        // ValueKind   } the value's type: by the writer before
+  std::uint8_t elem;        // ElemType    } sealing, immutable once sealed
+  std::uint8_t rank;        //             }
+  std::uint8_t reserved0;   //             }
+  std::uint32_t elem_size;  // bytes       }
+  std::uint64_t type_hash;  //             }
+  std::uint32_t names;      // names bound to it; under the lock
+  std::uint32_t block;      // the allocator's block for its extent (derived); under the lock
   // --- line 2
   std::uint64_t shape[kMaxRank];  // NdArray only; as the type above
   std::uint32_t where;            // WorkerId it is meant for; by its maker
@@ -141,7 +141,9 @@ constexpr std::uint64_t reserved_word(std::int64_t entries, std::int64_t bytes) 
   return (static_cast<std::uint64_t>(entries) << kReservedBytesBits) + static_cast<std::uint64_t>(bytes);
 }
 constexpr std::uint64_t reserved_entries(std::uint64_t sum) { return sum >> kReservedBytesBits; }
-constexpr std::uint64_t reserved_bytes(std::uint64_t sum) { return sum & ((std::uint64_t{1} << kReservedBytesBits) - 1); }
+constexpr std::uint64_t reserved_bytes(std::uint64_t sum) {
+  return sum & ((std::uint64_t{1} << kReservedBytesBits) - 1);
+}
 
 // Which processes pin an entry: bit s set while the process in slot s holds
 // a View of it. A mask per entry (four to a cache line), not a row per

@@ -36,11 +36,12 @@ T field(const T& f) {
 // An entry's value type as it lies in the entry, in words (one 16-byte run
 // and the shape), copied in a few loads: what a View keeps.
 using TypeWords = std::array<std::uint64_t, 2 + kMaxRank>;
-static_assert(offsetof(Entry, elem_size) == offsetof(Entry, kind) + 4 && offsetof(Entry, type_hash) == offsetof(Entry, kind) + 8);
+static_assert(offsetof(Entry, elem_size) == offsetof(Entry, kind) + 4 &&
+              offsetof(Entry, type_hash) == offsetof(Entry, kind) + 8);
 inline void load_type_words(const Entry& e, TypeWords& w) {
   const auto* head = reinterpret_cast<const std::uint64_t*>(&e.kind);  // NOLINT: kind..elem_size, then type_hash
-  w[0] = load(head[0], std::memory_order_relaxed);                       // NOLINT
-  w[1] = load(head[1], std::memory_order_relaxed);                       // NOLINT
+  w[0] = load(head[0], std::memory_order_relaxed);                     // NOLINT
+  w[1] = load(head[1], std::memory_order_relaxed);                     // NOLINT
   if (static_cast<ValueKind>(w[0] & 0xffU) == ValueKind::NdArray) {
     for (std::size_t d = 0; d < kMaxRank; ++d) w[2 + d] = field(e.shape[d]);  // NOLINT
   }

@@ -56,8 +56,7 @@ SegmentInfo Session::info() const {
   std::uint64_t free_entries = std::min<std::uint64_t>(field(h.free_entries), g.max_objects);
   i.cached = std::min(reserved_bytes(reserved), g.capacity - free_bytes);
   i.used = g.capacity - free_bytes - i.cached;
-  std::uint64_t held = std::min(reserved_entries(reserved),
-                                g.max_objects - free_entries);
+  std::uint64_t held = std::min(reserved_entries(reserved), g.max_objects - free_entries);
   i.objects = static_cast<std::uint32_t>(g.max_objects - free_entries - held);
   i.largest_free = std::min(field(h.largest_free), free_bytes);
   i.free_extents = field(h.free_extents);
@@ -96,7 +95,8 @@ std::vector<ProcessInfo> Session::processes() const {
   for (std::uint32_t i = 0; i < g.max_objects && !out.empty(); ++i) {
     const PinMask& m = pins(i);
     for (ProcessInfo& p : out) {
-      if ((load(m.bits[p.slot / 64], std::memory_order_relaxed) & (std::uint64_t{1} << (p.slot % 64))) != 0) {  // NOLINT
+      if ((load(m.bits[p.slot / 64], std::memory_order_relaxed) & (std::uint64_t{1} << (p.slot % 64))) !=
+          0) {  // NOLINT
         p.pinned_objects += 1;
         p.pinned_bytes += std::min(field(entry(i).size), g.capacity);
       }

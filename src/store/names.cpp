@@ -172,8 +172,7 @@ std::optional<RemoteRef> Session::lookup(std::string_view name) const {
   if (!hit || hit->index >= geo().max_objects) return std::nullopt;
   const Entry& e = entry(hit->index);
   if (!names_an_object(load(e.word), hit->gen)) return std::nullopt;
-  return RemoteRef(geo().segment_tag, (std::uint64_t{hit->gen} << 32U) | hit->index, field(e.where),
-                   field(e.whence));
+  return RemoteRef(geo().segment_tag, (std::uint64_t{hit->gen} << 32U) | hit->index, field(e.where), field(e.whence));
 }
 
 bool Session::unbind(std::string_view name) {

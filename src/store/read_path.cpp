@@ -102,7 +102,7 @@ std::vector<Session::Pinned> Session::fetch_many(std::span<const RemoteRef> refs
     auto index = static_cast<std::uint32_t>(r.id() & 0xffffffffU);
     if (index >= geo().max_objects) return;
     __builtin_prefetch(&entry(index), 0, 3);
-    __builtin_prefetch(&local_pins_[index], 1, 3);                // NOLINT
+    __builtin_prefetch(&local_pins_[index], 1, 3);  // NOLINT
     __builtin_prefetch(&pins(index), 1, 3);
   };
   std::vector<Pinned> out;

@@ -92,7 +92,8 @@ Session::Session(std::string name, Mapping map)
   std::uint64_t bytes = std::min<std::uint64_t>(16 << 10, g.capacity / 256);
   std::uint64_t entries = std::max<std::uint64_t>(1, g.max_objects / 64);
   for (std::uint32_t c = 0; c < kClasses; ++c) {
-    batch_[c] = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(bytes / class_bytes(c), 1, std::min<std::uint64_t>(32, entries)));
+    batch_[c] = static_cast<std::uint32_t>(
+        std::clamp<std::uint64_t>(bytes / class_bytes(c), 1, std::min<std::uint64_t>(32, entries)));
   }
 }
 
@@ -124,8 +125,8 @@ std::shared_ptr<Session> Session::create(std::string_view name, const CreateOpti
 
 std::shared_ptr<Session> Session::attach(std::string_view name, const AttachOptions& o) {
   validate_segment_name(name);
-  Mapping::OpenParams p{segment_path(name, o.directory), std::string(name), o.observer, o.prefault, o.huge_pages,
-                        o.trusted_owners};
+  Mapping::OpenParams p{
+      segment_path(name, o.directory), std::string(name), o.observer, o.prefault, o.huge_pages, o.trusted_owners};
   Mapping m = Mapping::open(p);
   std::unique_ptr<Session> s(new Session(std::string(name), std::move(m)));
   if (!o.observer) s->join(o.role, o.id);
@@ -304,10 +305,8 @@ void Session::unlock_for_test() noexcept {
 
 // ---- the tables
 
-
 ExtentAllocator Session::allocator() const noexcept {
-  return ExtentAllocator(map_.base() + geo().alloc_offset, geo().capacity, geo().max_objects,
-                         &header().repair_pending);
+  return ExtentAllocator(map_.base() + geo().alloc_offset, geo().capacity, geo().max_objects, &header().repair_pending);
 }
 std::uint32_t* Session::futex_word(Entry& e) noexcept { return reinterpret_cast<std::uint32_t*>(&e.word); }  // NOLINT
 

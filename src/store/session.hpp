@@ -242,7 +242,7 @@ class Session {
   std::uint64_t fork_epoch_ = 0;
   std::array<std::uint32_t, kClasses> batch_{};  // records moved per refill or spill, by class
   std::shared_ptr<CacheRegistry> caches_;
-  std::mutex lock_mu_;  // this process's threads take the segment lock one at a time
+  std::mutex lock_mu_;                    // this process's threads take the segment lock one at a time
   std::atomic<bool> owners_gone_{false};  // the last Store let go
   std::atomic<bool> ending_{false};       // someone is deleting it
   // This process's pin count per entry; bit 31 set while a thread moves the

@@ -213,10 +213,7 @@ std::size_t Store::recover() { return session_ref().recover(); }
 // ---- View
 
 View::View(View&& o) noexcept
-    : session_(std::exchange(o.session_, nullptr)),
-      hold_(std::exchange(o.hold_, nullptr)),
-      ref_(o.ref_),
-      pin_(o.pin_) {
+    : session_(std::exchange(o.session_, nullptr)), hold_(std::exchange(o.hold_, nullptr)), ref_(o.ref_), pin_(o.pin_) {
   o.pin_.bytes = {};
 }
 

@@ -25,8 +25,7 @@ std::uint64_t coarse_now_ns() {
   thread_local std::uint64_t last = 0;
   timespec ts{};
   clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-  std::uint64_t now =
-      static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+  std::uint64_t now = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
   last = now > last ? now : last + 1;
   return last;
 }
@@ -159,9 +158,9 @@ Session::Claim Session::begin_write_locked(const RemoteRef* target, std::uint64_
     if (word_gen(w) != gen || !word_valid(w)) throw_gone(*target, entry(index), w);
     EntryState st = word_state(w);
     if (st == EntryState::Writing) {
-      throw Error(Errc::AlreadySealed, fmt::format("{} is already being filled by worker {} (pid {})",
-                                                   target->to_string(), field(entry(index).creator_id),
-                                                   field(entry(index).creator_pid)));
+      throw Error(Errc::AlreadySealed,
+                  fmt::format("{} is already being filled by worker {} (pid {})", target->to_string(),
+                              field(entry(index).creator_id), field(entry(index).creator_pid)));
     }
     if (st != EntryState::Unfilled) {
       if (st == EntryState::Sealed || st == EntryState::Abandoned) {
@@ -240,9 +239,8 @@ void Session::seal(std::uint32_t index, std::uint32_t gen, ThreadCache* tc) {
   std::uint64_t want = make_word(EntryState::Writing, slot_, gen);
   if (!atomic(e.word).compare_exchange_strong(want, make_word(EntryState::Sealed, kNoOwner, gen),
                                               std::memory_order_release, std::memory_order_relaxed)) {
-    throw Error(Errc::Corrupt,
-                fmt::format("{} is no longer this writer's to seal (segment '{}' changed under it: {})",
-                            ref_of(index, gen).to_string(), name_, state_name(word_state(want))));
+    throw Error(Errc::Corrupt, fmt::format("{} is no longer this writer's to seal (segment '{}' changed under it: {})",
+                                           ref_of(index, gen).to_string(), name_, state_name(word_state(want))));
   }
   if (tc == nullptr) tc = &caches_->mine();
   atomic(stats_line(slot_, tc->line).objects_sealed).fetch_add(1, std::memory_order_relaxed);

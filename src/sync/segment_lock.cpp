@@ -41,8 +41,8 @@ bool try_take(std::uint32_t& word, std::uint32_t seen, std::uint32_t me, bool wa
               LockPeers& peers) {
   count = next_count(seen);
   peers.set_claim(count);
-  return atomic(word).compare_exchange_strong(seen, make_lock_word(me + 1, count, waiters),
-                                              std::memory_order_acq_rel, std::memory_order_relaxed);
+  return atomic(word).compare_exchange_strong(seen, make_lock_word(me + 1, count, waiters), std::memory_order_acq_rel,
+                                              std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -68,8 +68,7 @@ LockResult lock_segment(std::uint32_t& word, std::uint32_t me, LockPeers& peers)
       if (try_take(word, w, me, true, count, peers)) return {};
       continue;
     }
-    if ((w & kWaiters) == 0 &&
-        !atomic(word).compare_exchange_strong(w, w | kWaiters, std::memory_order_relaxed)) {
+    if ((w & kWaiters) == 0 && !atomic(word).compare_exchange_strong(w, w | kWaiters, std::memory_order_relaxed)) {
       continue;
     }
     w |= kWaiters;

@@ -171,9 +171,9 @@ TEST_F(AccessControl, a_group_member_attaches_to_another_users_segment_only_if_i
   }
   ASSERT_EQ(::chown(Store::path_of(g.name()).c_str(), kNobody, kNogroup), 0);
   std::string text = r.to_string();
-  EXPECT_EQ(run_as(kMember, kNogroup,
-                   [&] { return expect_code(Errc::PermissionDenied, [&] { Store::attach(g.name()); }); }),
-            0);
+  EXPECT_EQ(
+      run_as(kMember, kNogroup, [&] { return expect_code(Errc::PermissionDenied, [&] { Store::attach(g.name()); }); }),
+      0);
   EXPECT_EQ(run_as(kMember, kNogroup,
                    [&] {
                      AttachOptions o;

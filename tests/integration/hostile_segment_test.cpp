@@ -8,9 +8,9 @@
 
 #include <gtest/gtest.h>
 #include <chrono>
-#include <optional>
 #include <cstddef>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>

@@ -4,8 +4,8 @@
 #include <atomic>
 #include <chrono>
 #include <optional>
-#include <string>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "sealstore/sealstore.hpp"

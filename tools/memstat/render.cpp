@@ -515,7 +515,11 @@ void json_objects(JsonWriter& j, const Options& o, const Snapshot& s) {
     j.end_array();
     j.member("size", obj->size).member("type", obj->type.describe()).member("state", to_string(obj->state));
     j.key("creator").begin_object().member("worker_id", obj->creator).member("pid", obj->creator_pid).end_object();
-    j.key("sealed_by").begin_object().member("worker_id", obj->sealed_by).member("pid", obj->sealed_by_pid).end_object();
+    j.key("sealed_by")
+        .begin_object()
+        .member("worker_id", obj->sealed_by)
+        .member("pid", obj->sealed_by_pid)
+        .end_object();
     j.member("created_unix_ns", obj->created_unix_ns);
     j.key("age_seconds").value(seconds_between(s.time_unix_ns, obj->created_unix_ns), 3);
     json_pinned_by(j, *obj, s);

@@ -466,8 +466,8 @@ class Supervisor {
       }
       fmt::print("\nrecoveries: {} dead processes cleaned up by the supervisor's recover()\n",
                  counts_.reaped_by_recover);
-      fmt::print("longest operation: {:.1f} ms ({}), bound {} ms\n", static_cast<double>(max_ns) / 1e6,
-                 op_name(max_op), cfg_.bound.count());
+      fmt::print("longest operation: {:.1f} ms ({}), bound {} ms\n", static_cast<double>(max_ns) / 1e6, op_name(max_op),
+                 cfg_.bound.count());
     } else {
       report_checks(max_ns, max_op);
     }
