@@ -90,6 +90,52 @@ TEST(CrashRecovery, a_process_killed_between_its_unpin_and_the_free_leaves_no_er
   EXPECT_EQ(i.recoveries, 1U);
 }
 
+// A repair rebuilds the allocator's books and renumbers their blocks. A
+// process's cache, filled before, must still give its space back after:
+// once it held stale block numbers, and leaving failed with Corrupt, left
+// its slot to be reaped as if it had died, and set off another repair.
+TEST(CrashRecovery, a_cache_filled_before_a_repair_gives_its_space_back_after_it) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  std::optional<Store> t(Store::attach(g.name()));
+  // Fill t's caches in several size classes, interleaved, so that its
+  // blocks are numbered in another order than their offsets.
+  std::vector<RemoteRef> refs;
+  for (int round = 0; round < 8; ++round) {
+    for (std::size_t size : {40U, 3000U, 200U, 9000U, 700U}) refs.push_back(t->put(std::vector<char>(size, 'c')));
+  }
+  for (std::size_t k = 0; k < refs.size(); k += 2) t->erase(refs[k]);
+  ASSERT_GT(t->info().cached, 0U) << "the test needs entries cached by t";
+
+  Pipe locked;
+  Child c([&] {
+    Store u = Store::attach(g.name());
+    u.session()->lock_for_test();
+    locked.send();
+    ::pause();
+    return 0;
+  });
+  ASSERT_EQ(locked.receive(), 'x');
+  c.kill(SIGKILL);
+  EXPECT_EQ(c.wait().signal, SIGKILL);
+  EXPECT_EQ(s.recover(), 1U) << "the dead lock holder, reaped by the repair";
+  ASSERT_EQ(s.info().lock_repairs, 1U);
+
+  // t uses its cache, then leaves: everything it held goes back.
+  for (std::size_t k = 1; k < refs.size(); k += 2) t->erase(refs[k]);
+  for (int k = 0; k < 20; ++k) t->erase(t->put(std::vector<char>(40, 'd')));
+  t.reset();
+  EXPECT_EQ(s.recover(), 0U) << "t left cleanly: there is nobody to reap";
+  SegmentInfo i = s.info();
+  EXPECT_EQ(i.recoveries, 1U) << "only the killed child died";
+  EXPECT_EQ(i.lock_repairs, 1U) << "no repair after the first";
+  EXPECT_EQ(i.cached, 0U);
+  EXPECT_EQ(i.objects, 0U);
+  EXPECT_EQ(i.used, 0U);
+  EXPECT_EQ(i.largest_free, i.capacity);
+  EXPECT_EQ(i.free_extents, 1U);
+}
+
 TEST(CrashRecovery, a_lookup_does_not_wait_for_ever_on_a_name_its_writer_died_changing) {
   SegmentGuard g;
   Store s = Store::create(g.name(), small_options());
