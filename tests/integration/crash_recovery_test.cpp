@@ -136,6 +136,38 @@ TEST(CrashRecovery, a_cache_filled_before_a_repair_gives_its_space_back_after_it
   EXPECT_EQ(i.free_extents, 1U);
 }
 
+// Every process slot held by the dead: attaching once failed with "all
+// process slots are in use", and only an attached process could reap them.
+TEST(CrashRecovery, a_process_can_attach_when_the_dead_hold_every_slot) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  std::vector<std::unique_ptr<Child>> dead;
+  for (std::uint32_t k = 1; k < detail::kMaxProcesses; ++k) {
+    Pipe attached;
+    dead.push_back(std::make_unique<Child>([&] {
+      Store t = Store::attach(g.name());
+      t.put(std::vector<char>(100, 'w'));  // something cached, to be taken back
+      attached.send();
+      ::pause();
+      return 0;
+    }));
+    ASSERT_EQ(attached.receive(), 'x') << "child " << k;
+  }
+  for (auto& c : dead) {
+    c->kill(SIGKILL);
+    EXPECT_EQ(c->wait().signal, SIGKILL);
+  }
+  ASSERT_EQ(s.processes().size(), detail::kMaxProcesses) << "every slot still says live";
+
+  Store late = Store::attach(g.name());
+  RemoteRef r = late.put(7);
+  EXPECT_EQ(late.fetch(r).as<int>(), 7);
+  EXPECT_EQ(s.processes().size(), 2U) << "the attach reaped every dead process on its way in";
+  EXPECT_EQ(s.recover(), 0U);
+  EXPECT_EQ(s.info().recoveries, detail::kMaxProcesses - 1);
+  EXPECT_EQ(s.objects().size(), detail::kMaxProcesses) << "what the dead sealed stays";
+}
+
 TEST(CrashRecovery, a_lookup_does_not_wait_for_ever_on_a_name_its_writer_died_changing) {
   SegmentGuard g;
   Store s = Store::create(g.name(), small_options());
