@@ -44,8 +44,12 @@ void Session::erase(const RemoteRef& ref) {
         if (!atomic(e.word).compare_exchange_strong(w, make_word(EntryState::ErasePending, kNoOwner, gen))) continue;
         if (load(e.names) != 0) {
           Lock lock(*this);
+          // The last unpin may have freed it meanwhile, and the entry may
+          // hold another object now, with names of its own.
+          std::uint64_t pending = make_word(EntryState::ErasePending, kNoOwner, gen);
+          if (load(e.word) != pending) return;
           unbind_entry_locked(index, gen);
-          if (!pinned_anywhere(index)) free_entry_locked(index, make_word(EntryState::ErasePending, kNoOwner, gen));
+          if (!pinned_anywhere(index)) free_entry_locked(index, pending);
           return;
         }
         if (!pinned_anywhere(index)) finalize(index, gen);  // else the last unpin does

@@ -154,6 +154,16 @@ void Session::join(Role role, WorkerId id) {
     // or another joiner) means the slot is not ours to take.
     if (lock_byte(map_.fd(), slot_lock_byte(s))) mine = s;
   }
+  // None free: a slot still marked live whose lock byte we can take was
+  // left by a dead process. Ours, once we have cleaned up after it below.
+  bool stale = false;
+  for (std::uint32_t s = 0; s < kMaxProcesses && mine == kNoSlot; ++s) {
+    if (static_cast<SlotState>(load(slot(s).state)) != SlotState::Live) continue;
+    if (lock_byte(map_.fd(), slot_lock_byte(s))) {
+      mine = s;
+      stale = true;
+    }
+  }
   struct Unlock {  // until the slot is ours
     int fd;
     std::uint32_t s;
@@ -163,8 +173,6 @@ void Session::join(Role role, WorkerId id) {
     }
   } unlock{map_.fd(), mine};
   if (mine == kNoSlot) {
-    // Perhaps the dead hold every slot: reap them (this needs a slot to
-    // lock with, which we do not have, so only when one frees up).
     throw Error(Errc::OutOfMemory,
                 fmt::format("all {} process slots of segment '{}' are in use", kMaxProcesses, name_));
   }
@@ -185,6 +193,7 @@ void Session::join(Role role, WorkerId id) {
 
   Lock lock(*this);
   Header& h = header();
+  if (stale && static_cast<SlotState>(load(slot(mine).state)) == SlotState::Live) reap_slot_locked(mine, true);
   if (static_cast<SlotState>(load(slot(mine).state)) != SlotState::Free) {
     throw Error(Errc::Corrupt, fmt::format("process slot {} of segment '{}' was taken while we joined", mine, name_));
   }

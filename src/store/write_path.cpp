@@ -237,8 +237,10 @@ void Session::seal(std::uint32_t index, std::uint32_t gen, ThreadCache* tc) {
   check_writable();
   Entry& e = entry(index);
   std::uint64_t want = make_word(EntryState::Writing, slot_, gen);
-  if (!atomic(e.word).compare_exchange_strong(want, make_word(EntryState::Sealed, kNoOwner, gen),
-                                              std::memory_order_release, std::memory_order_relaxed)) {
+  // seq_cst, then the waiter count: pairs with wait_for_change's count,
+  // then word (a release here could let the count be read first, and a
+  // waiter registering just then would sleep through the seal).
+  if (!atomic(e.word).compare_exchange_strong(want, make_word(EntryState::Sealed, kNoOwner, gen))) {
     throw Error(Errc::Corrupt, fmt::format("{} is no longer this writer's to seal (segment '{}' changed under it: {})",
                                            ref_of(index, gen).to_string(), name_, state_name(word_state(want))));
   }
@@ -321,7 +323,7 @@ void Session::fail(const RemoteRef& ref, std::string_view reason) {
   }
   fill_entry(e, size, ValueType{ValueKind::String, ElemType::None, 1, 0, 0, {}});
   store(e.flags, field(e.flags) | kFailed, std::memory_order_relaxed);
-  store(e.word, make_word(EntryState::Abandoned, kNoOwner, gen), std::memory_order_release);
+  store(e.word, make_word(EntryState::Abandoned, kNoOwner, gen));  // seq_cst, then the waiters: as in seal()
   publish_alloc_stats_locked();
   if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
 }
@@ -418,7 +420,13 @@ void Session::drain_locked(const std::vector<CachedExtent>& records) {
     if (!atomic(e.word).compare_exchange_strong(want, make_word(EntryState::Free, kNoOwner, r.gen))) continue;
     std::uint64_t cb = class_bytes(r.cls);
     store(e.extent, std::uint64_t{0}, std::memory_order_relaxed);
-    alloc.release({r.offset, cb, r.block});
+    // The entry's block, not the one cached with the record: a repair since
+    // may have renumbered the blocks (and set the entry's).
+    try {
+      alloc.release({r.offset, cb, field(e.block)});
+    } catch (...) {
+      store(header().repair_pending, 1U);  // the books disagree: the next locker rebuilds them
+    }
     alloc.push_entry(r.index);
     entries += 1;
     bytes += static_cast<std::int64_t>(cb);
