@@ -85,10 +85,26 @@ class Verdicts(unittest.TestCase):
 
     def test_fetch_over_the_limit_names_the_slowest(self):
         r = run_of(agg("fetch/size/64", ns_per_op=40.0), agg("fetch/size/1G", ns_per_op=130.0))
-        v = verdict(r, "≤ 100 ns")
+        v = verdict(r, "fetch + release ≤ 100 ns median")
         self.assertEqual(v.status, "missed")
         self.assertIn("30.0% over", v.detail)
         self.assertIn("size/1G", v.detail)
+
+    def test_scaling_is_the_aggregate_over_one_alone(self):
+        r = run_of(agg("small_ops/two_processes", bw_ratio=1.65, items_per_second=9e6),
+                   agg("small_ops/two_threads", bw_ratio=1.9))
+        v = verdict(r, "2 processes at once")
+        self.assertEqual((v.status, v.figure), ("missed", "1.65x"))
+        self.assertIn("9", v.detail)
+        self.assertEqual(verdict(r, "2 threads of one process").status, "met")
+        self.assertEqual(verdict(r, "4 processes on 2 cores").status, "not measured")
+
+    def test_materialize_into_is_judged_against_malloc_plus_memcpy_of_the_same_run(self):
+        r = run_of(agg("materialize/64", bw_ratio=0.6, baseline_ns_per_op=12.0),
+                   agg("materialize_into/64", ns_per_op=30.0, bw_ratio=0.3))
+        v = verdict(r, "materialize_into of 64 bytes")
+        self.assertEqual((v.status, v.figure), ("missed", "0.4x"))
+        self.assertIn("0.3x against a bare memcpy", v.detail)
 
     def test_flatness_is_slowest_over_fastest(self):
         r = run_of(agg("fetch/size/64", ns_per_op=40.0), agg("fetch/size/1G", ns_per_op=70.0))
