@@ -80,7 +80,7 @@ struct SegmentInfo {
   std::uint32_t max_objects = 0;
   std::uint32_t processes = 0;     // slots in use (alive or not yet reaped)
   std::uint64_t recoveries = 0;    // dead processes cleaned up so far
-  std::uint64_t lock_repairs = 0;  // of them, how many died holding the store's lock
+  std::uint64_t lock_repairs = 0;  // times the store's lock was taken over (a holder that died, or a damaged lock word)
   std::uint64_t created_unix_ns = 0;
 };
 

@@ -98,13 +98,16 @@ class Store {
   // mount cannot hold it: sizes named), PermissionDenied.
   static Store create(std::string_view name, const CreateOptions& options = {});
   // Attaches to an existing segment. Blocks only while another process is
-  // creating it. Validates the segment's header and (unless an observer)
-  // its tables before using anything in them, then cleans up after dead
-  // processes. Errors: InvalidArgument, SegmentMissing, IncompatibleSegment
+  // creating it. Validates the segment's header (its identity and
+  // geometry) and keeps a private copy of the geometry; everything else in
+  // the segment is checked by each call as it touches it, so attaching
+  // costs the same whatever the segment's size. Cleans up after processes
+  // that died. Errors: InvalidArgument, SegmentMissing, IncompatibleSegment
   // (other magic, version or layout; not a regular file), Corrupt (a value
-  // in the header or tables out of range; named), PermissionDenied (the
-  // file's mode, or a file writable by every user), OutOfMemory (no free
-  // process slot).
+  // in the header out of range; named), PermissionDenied (the file's mode,
+  // a file writable by every user, or one owned by a uid that is neither
+  // ours, root's nor in trusted_owners), OutOfMemory (all 128 process slots
+  // held by live processes).
   static Store attach(std::string_view name, const AttachOptions& options = {});
   // Unlinks the segment's name; processes attached keep using it until they
   // detach. Returns false if there was none. Errors: InvalidArgument,

@@ -124,7 +124,8 @@ static_assert(sizeof(ProcessSlot) == 64);
 
 // Counters a process's threads change on every put and erase, a line per
 // thread (cycling through kStatLines), summed on read: no line is shared by
-// two busy threads. Zeroed when the slot is reaped or freed.
+// two busy threads. `reserved` is zeroed when the slot is reaped; the
+// whole line when a process joins in the slot.
 struct alignas(64) SlotStats {
   // Entries Reserved by this process and the bytes of their extents, in one
   // word (one atomic add for both): reserved_word(entries, bytes), summed

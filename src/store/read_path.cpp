@@ -1,11 +1,11 @@
 // Reading: fetch pins a sealed object (no lock, no system call unless it
 // has to wait), fetch_many does it for a batch with the table entries and
-// pins brought into the cache ahead of use, and begin_read/read_still_valid
-// let a small object be copied out without pinning it at all.
+// pins brought into the cache ahead of use, and begin_read (with
+// Store::still_valid) lets a small object be copied out without a pin.
 //
-// A pin is a bit in this process's row of the pin bitmap (its own cache
-// lines), counted per entry in process memory so that only the first and
-// last View of an object touch the bit. Pin and erase meet Dekker-style:
+// A pin is this process's bit in the entry's PinMask, counted per entry in
+// process memory so that only the first and last View of an object touch
+// the bit. Pin and erase meet Dekker-style:
 // the pinner sets its bit and then reads the head word, the eraser stores
 // ErasePending and then reads every live process's bit; at least one sees
 // the other.

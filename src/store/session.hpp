@@ -106,7 +106,7 @@ class Session {
 
   // A sealed object of at most kUnpinnedReadMax bytes, read without a pin:
   // begin_read gives its bytes and type as they are now; the caller copies
-  // them, then asks read_still_valid whether the entry stayed the same all
+  // them, then asks Store::still_valid whether the entry stayed the same all
   // along (if not, the copy may be torn: fall back to fetch()).
   // False when it cannot be read so (not sealed, too large, a type that does
   // not fit its size): then fetch.
