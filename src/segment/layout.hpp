@@ -211,6 +211,9 @@ struct alignas(64) Header {
   std::uint64_t live_slots[kMaxProcesses / 64];  // bit per slot in state Live
 };
 static_assert(std::is_standard_layout_v<Header> && std::is_trivially_copyable_v<Header>);
+// Identity and geometry end where the lock's line begins: the torture
+// tool's hostile peer (tools/torture/hostile.cpp) spares only what lies before.
+static_assert(offsetof(Header, lock_word) == 192);
 static_assert(std::is_standard_layout_v<Entry> && std::is_trivially_copyable_v<Entry>);
 static_assert(std::is_standard_layout_v<ProcessSlot> && std::is_trivially_copyable_v<ProcessSlot>);
 static_assert(std::is_standard_layout_v<SlotStats> && std::is_trivially_copyable_v<SlotStats>);

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -175,6 +176,29 @@ TEST_F(HostilePeer, garbage_in_the_allocator_is_corrupt_never_a_wild_write) {
     std::vector<unsigned char> garbage(h_.alloc_bytes);
     for (auto& b : garbage) b = static_cast<unsigned char>(rng());
     file_->write_bytes(h_.alloc_offset, garbage);
+    expect_ok(v);
+  }
+}
+
+// A lock word a peer wrote, naming a live process that is not locking (its
+// slot claims no acquisition, or not that one): a locker takes it over
+// after a few slices instead of waiting on it for ever.
+TEST_F(HostilePeer, a_lock_word_naming_a_live_process_that_does_not_hold_it_is_taken_over) {
+  // holder = the owner's slot 0 (+1); the owner is alive and not locking.
+  for (std::uint32_t word : {std::uint32_t{1} | (77U << 9U), std::uint32_t{1}}) {
+    SCOPED_TRACE(word);
+    Victim v(g_.name(), [&](Store& t) {
+      auto start = std::chrono::steady_clock::now();
+      t.bind("after", text_);  // takes the lock
+      auto took = std::chrono::steady_clock::now() - start;
+      std::fprintf(stderr, "took the lock in %lld ms\n",
+                   static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+      t.unbind("after");
+      return took < 5s && t.info().lock_repairs >= 1 ? kOk : kWrongResult;
+    });
+    std::vector<unsigned char> bytes(sizeof word);
+    std::memcpy(bytes.data(), &word, sizeof word);
+    file_->write_bytes(offsetof(Header, lock_word), bytes);
     expect_ok(v);
   }
 }
