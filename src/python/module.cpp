@@ -616,7 +616,9 @@ PYBIND11_MODULE(_sealstore, m) {
       .def(
           "__array__", [](py::object self, py::object dtype) { return array_of(self, dtype); },
           py::arg("dtype") = py::none())
-      .def("__dlpack__", [](const PyView& v, const py::kwargs&) { return dlpack_of(v); })
+      .def(
+          "__dlpack__", [](const PyView& v, const py::args&, const py::kwargs&) { return dlpack_of(v); },
+          "A DLPack capsule over the bytes (CPU; stream and version arguments are accepted and need nothing).")
       .def("__dlpack_device__", [](const PyView&) { return py::make_tuple(static_cast<int>(dlpack::kCPU), 0); })
       .def("__repr__",
            [](const PyView& v) { return v.pin ? repr_of(*v.pin) : std::string("<sealstore.View released>"); });

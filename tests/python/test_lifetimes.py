@@ -147,7 +147,7 @@ def test_dlpack_gives_the_same_bytes_and_keeps_its_own_pin(store):
 
 def test_an_unconsumed_dlpack_capsule_releases_its_pin(store):
     ref = store.put(np.zeros(3))
-    cap = store.fetch(ref).__dlpack__()
+    cap = store.fetch(ref).__dlpack__(stream=None)
     gc.collect()
     assert pinned_by(store, ref) == [1]
     del cap
