@@ -4,8 +4,11 @@
 # apt-get line and fails. Usage: tools/deps.sh [extra-package ...]
 set -euo pipefail
 
+# The Python binding is built for Debian's /usr/bin/python3 and these.
 packages=(g++ cmake make pkg-config libboost-dev libboost-filesystem-dev libfmt-dev
-          libbenchmark-dev libgtest-dev libgmock-dev "$@")
+          libbenchmark-dev libgtest-dev libgmock-dev
+          python3-dev pybind11-dev python3-pybind11 python3-numpy python3-pytest
+          python3-setuptools python3-wheel python3-pip "$@")
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
