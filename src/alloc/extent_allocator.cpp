@@ -416,7 +416,8 @@ void ExtentAllocator::rebuild(Entry* entries) {
   }
   wr(st.node_top, n);
   wr(st.entry_top, 0U);
-  for (auto it = free_entries.rbegin(); it != free_entries.rend(); ++it) push_entry(*it);
+  std::reverse(free_entries.begin(), free_entries.end());
+  for (std::uint32_t i : free_entries) push_entry(i);
 
   // Tile the data region: a used block per entry, a free block per gap.
   std::uint32_t last = kNone;

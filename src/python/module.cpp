@@ -282,7 +282,7 @@ py::capsule dlpack_of(const PyView& v) {
   hold->tensor.deleter = &dlpack_deleter;
   PyObject* cap = PyCapsule_New(&hold->tensor, dlpack::kCapsuleName, &dlpack_capsule_destructor);
   if (cap == nullptr) throw py::error_already_set();
-  hold.release();  // owned by the capsule, then by its consumer
+  (void)hold.release();  // owned by the capsule, then by its consumer
   return py::reinterpret_steal<py::capsule>(cap);
 }
 
@@ -508,13 +508,14 @@ PYBIND11_MODULE(_sealstore, m) {
   pthread_atfork(nullptr, nullptr, [] { g_fork_epoch.fetch_add(1, std::memory_order_relaxed); });
 
   if (!add_error_classes(m.ptr())) throw py::error_already_set();
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const Error& e) {
-      set_python_error(e);
-    }
-  });
+  py::register_exception_translator(
+      [](std::exception_ptr p) {  // NOLINT(performance-unnecessary-value-param): pybind11 takes it by value
+        try {
+          if (p) std::rethrow_exception(p);
+        } catch (const Error& e) {
+          set_python_error(e);
+        }
+      });
 
   py::module_ np = py::module_::import("numpy");
   for (ElemType e :
@@ -614,7 +615,7 @@ PYBIND11_MODULE(_sealstore, m) {
              if (v.exports == 0) v.pin.reset();
            })
       .def(
-          "__array__", [](py::object self, py::object dtype) { return array_of(self, dtype); },
+          "__array__", [](const py::object& self, const py::object& dtype) { return array_of(self, dtype); },
           py::arg("dtype") = py::none())
       .def(
           "__dlpack__", [](const PyView& v, const py::args&, const py::kwargs&) { return dlpack_of(v); },
@@ -654,7 +655,7 @@ PYBIND11_MODULE(_sealstore, m) {
              if (!w.writer.empty() && w.exports == 0 && w.epoch == fork_epoch()) std::move(w.writer).abort();
            })
       .def(
-          "__array__", [](py::object self, py::object dtype) { return array_of(self, dtype); },
+          "__array__", [](const py::object& self, const py::object& dtype) { return array_of(self, dtype); },
           py::arg("dtype") = py::none());
 
   // ---- Store
@@ -708,21 +709,21 @@ PYBIND11_MODULE(_sealstore, m) {
           py::arg("where") = py::none(), "An unfilled ref that any attached process may fill once.")
       .def(
           "put",
-          [](const PyStore& s, const RemoteRef& ref, py::handle value, std::optional<std::string> kind) {
+          [](const PyStore& s, const RemoteRef& ref, py::handle value, const std::optional<std::string>& kind) {
             put_value(s, &ref, value, kind);
           },
           py::arg("ref"), py::arg("value"), py::kw_only(), py::arg("kind") = py::none())
       .def(
           "put",
-          [](const PyStore& s, py::handle value, std::optional<std::string> kind) {
+          [](const PyStore& s, py::handle value, const std::optional<std::string>& kind) {
             return put_value(s, nullptr, value, kind);
           },
           py::arg("value"), py::kw_only(), py::arg("kind") = py::none(),
           "Copies value into the segment and seals it: put(value) -> new ref, put(ref, value) fills ref.")
       .def(
           "create_writer",
-          [](const PyStore& s, std::optional<RemoteRef> ref, py::object shape, py::object dtype,
-             std::optional<std::uint64_t> nbytes, std::optional<std::string> kind) {
+          [](const PyStore& s, std::optional<RemoteRef> ref, const py::object& shape, const py::object& dtype,
+             std::optional<std::uint64_t> nbytes, const std::optional<std::string>& kind) {
             auto st = s.get();
             ValueType t;
             std::uint64_t size = 0;

@@ -26,7 +26,7 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "the futex word is the low half of an entry's head word");
 
 std::uint32_t default_max_objects(std::uint64_t capacity) {
-  std::uint64_t n = capacity / (16 * 1024);
+  std::uint64_t n = capacity / (std::uint64_t{16} << 10U);
   return static_cast<std::uint32_t>(std::clamp<std::uint64_t>(n, 1024, 1U << 20U));
 }
 

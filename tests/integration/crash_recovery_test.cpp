@@ -326,6 +326,7 @@ TEST(CrashRecovery, killing_processes_in_every_phase_of_put_and_erase_loses_no_s
   SegmentGuard g;
   Store s = Store::create(g.name(), small_options(std::uint64_t{8} << 20U));
   std::vector<RemoteRef> kept;
+  kept.reserve(20);
   for (int i = 0; i < 20; ++i) kept.push_back(s.put(std::vector<int>(1000, i)));
   for (int round = 0; round < 30; ++round) {
     Pipe running;

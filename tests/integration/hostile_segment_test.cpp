@@ -114,7 +114,7 @@ TEST_F(Hostile, every_geometry_field_of_the_header_is_checked) {
   };
   for (const Field& f : fields) {
     SCOPED_TRACE(f.name);
-    std::uint64_t saved = file_->read<std::uint64_t>(f.offset);
+    auto saved = file_->read<std::uint64_t>(f.offset);
     if (f.bytes == 4) {
       file_->write(f.offset, static_cast<std::uint32_t>(f.value));
     } else {
@@ -152,7 +152,7 @@ TEST_F(Hostile, an_object_outside_the_data_region_is_corrupt_when_fetched) {
 }
 
 TEST_F(Hostile, two_objects_on_the_same_bytes_do_not_stop_the_store) {
-  std::uint64_t text_offset = file_->read<std::uint64_t>(entry_at(text_, offsetof(Entry, offset)));
+  auto text_offset = file_->read<std::uint64_t>(entry_at(text_, offsetof(Entry, offset)));
   file_->write(entry_at(array_, offsetof(Entry, offset)), text_offset);
   file_->write(offsetof(Header, repair_pending), std::uint32_t{1});  // the next locker rebuilds from the table
   Store t = Store::attach(g_.name());
@@ -170,7 +170,7 @@ TEST_F(Hostile, two_objects_on_the_same_bytes_do_not_stop_the_store) {
 
 TEST_F(Hostile, unknown_states_and_out_of_range_indices_are_refused_where_they_are_used) {
   Store t = Store::attach(g_.name());
-  std::uint64_t word = file_->read<std::uint64_t>(entry_at(text_, offsetof(Entry, word)));
+  auto word = file_->read<std::uint64_t>(entry_at(text_, offsetof(Entry, word)));
   file_->write(entry_at(text_, offsetof(Entry, word)), (word & ~std::uint64_t{0xf}) | 9U);
   EXPECT_ERRC(t.fetch(text_), Errc::Corrupt);
   EXPECT_ERRC(t.erase(text_), Errc::Corrupt);
@@ -255,7 +255,7 @@ TEST_F(Hostile, derived_state_is_rebuilt_not_trusted) {
 
 TEST_F(Hostile, a_write_whose_writer_has_no_slot_is_rolled_back) {
   // An object left Writing by a slot that is not attached (a reap cut short).
-  std::uint64_t word = file_->read<std::uint64_t>(entry_at(text_, offsetof(Entry, word)));
+  auto word = file_->read<std::uint64_t>(entry_at(text_, offsetof(Entry, word)));
   file_->write(entry_at(text_, offsetof(Entry, word)),
                detail::make_word(detail::EntryState::Writing, 9, detail::word_gen(word)));
   Store t = Store::attach(g_.name());

@@ -59,7 +59,8 @@ constexpr bool kReadsGrowShadowMemory = false;
 
 struct Json {
   using Array = std::vector<Json>;
-  using Object = std::vector<std::pair<std::string, Json> >;
+  struct Member;  // a vector may hold an incomplete type; a pair may not
+  using Object = std::vector<Member>;
   struct Number {
     std::string text;
   };
@@ -73,15 +74,8 @@ struct Json {
   bool is_object() const { return std::holds_alternative<Object>(v); }
   bool is_integer() const { return is_number() && std::get<Number>(v).text.find_first_of(".eE") == std::string::npos; }
 
-  const Json& operator[](std::string_view key) const {
-    for (const auto& [k, val] : object()) {
-      if (k == key) return val;
-    }
-    throw std::out_of_range("no member '" + std::string(key) + "'");
-  }
-  bool has(std::string_view key) const {
-    return std::any_of(object().begin(), object().end(), [&](const auto& m) { return m.first == key; });
-  }
+  const Json& operator[](std::string_view key) const;  // after Member, below
+  bool has(std::string_view key) const;
   const Object& object() const { return std::get<Object>(v); }
   const Array& array() const { return std::get<Array>(v); }
   const std::string& str() const { return std::get<std::string>(v); }
@@ -95,6 +89,22 @@ struct Json {
   }
   double number() const { return std::stod(std::get<Number>(v).text); }
 };
+
+struct Json::Member {
+  std::string first;
+  Json second;
+};
+
+const Json& Json::operator[](std::string_view key) const {
+  for (const auto& [k, val] : object()) {
+    if (k == key) return val;
+  }
+  throw std::out_of_range("no member '" + std::string(key) + "'");
+}
+
+bool Json::has(std::string_view key) const {
+  return std::any_of(object().begin(), object().end(), [&](const auto& m) { return m.first == key; });
+}
 
 class JsonParser {
  public:
@@ -161,7 +171,7 @@ class JsonParser {
         if (m.first == k) fail("duplicate member '" + k + "'");
       }
       expect(':');
-      o.emplace_back(std::move(k), value());
+      o.push_back(Json::Member{std::move(k), value()});
     } while (eat(','));
     expect('}');
     return Json{o};
@@ -304,6 +314,7 @@ class Memstat {
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));  // NOLINT
     argv.push_back(nullptr);
     std::vector<char*> envp;
+    envp.reserve(env.size() + 1);
     for (auto& e : env) envp.push_back(e.data());
     envp.push_back(nullptr);
     std::fflush(nullptr);
@@ -429,7 +440,7 @@ Memstat::Result memstat(const std::vector<std::string>& args, const RunOptions& 
 
 // Runs memstat with --json and parses stdout; the run must succeed.
 Json memstat_json(std::vector<std::string> args) {
-  args.push_back("--json");
+  args.emplace_back("--json");
   auto r = memstat(args);
   EXPECT_EQ(r.code, 0) << r.err;
   return parse_json(r.out);

@@ -318,9 +318,11 @@ TEST(Pool, tasks_queue_beyond_the_ring_and_from_many_threads) {
   pool.add(2);
   std::atomic<int> wrong{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       std::vector<std::pair<RemoteRef, int>> refs;
+      refs.reserve(50);
       for (int i = 0; i < 50; ++i) refs.emplace_back(pool.run_at(2 + static_cast<WorkerId>(t % 2), "add", t, i), t + i);
       for (auto& [r, want] : refs) {
         if (pool.store().fetch(r, 60s).as<int>() != want) ++wrong;
@@ -408,6 +410,7 @@ TEST(Pool, remove_lets_the_queue_finish) {
   Pool pool = Pool::create(g.name(), small_pool());
   pool.add(1);
   std::vector<RemoteRef> refs;
+  refs.reserve(10);
   for (int i = 0; i < 10; ++i) refs.push_back(pool.run_at(2, "add", i, 100));
   pool.remove(2);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(pool.store().fetch(refs[static_cast<std::size_t>(i)]).as<int>(), i + 100);

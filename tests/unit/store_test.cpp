@@ -94,6 +94,7 @@ TEST(Store, racing_creators_of_one_name_leave_exactly_one_segment) {
   std::atomic<int> made{0};
   std::atomic<int> exists{0};
   std::vector<std::thread> ts;
+  ts.reserve(4);
   for (int i = 0; i < 4; ++i) {
     ts.emplace_back([&] {
       try {
@@ -707,6 +708,7 @@ TEST(Store, space_is_reused_and_coalesced) {
   SegmentGuard g;
   Store s = Store::create(g.name(), small_options(1 << 20));
   std::vector<RemoteRef> refs;
+  refs.reserve(16);
   for (int i = 0; i < 16; ++i) refs.push_back(s.put(std::vector<char>(64 << 10)));
   EXPECT_EQ(s.info().largest_free, 0U);
   for (int i = 0; i < 16; i += 2) s.erase(refs[static_cast<std::size_t>(i)]);
@@ -722,6 +724,7 @@ TEST(Store, many_threads_fetch_and_release_one_object) {
   Store s = Store::create(g.name(), small_options());
   RemoteRef r = s.put(std::vector<int>(100, 7));
   std::vector<std::thread> ts;
+  ts.reserve(4);
   for (int t = 0; t < 4; ++t) {
     ts.emplace_back([&] {
       for (int i = 0; i < 2000; ++i) {

@@ -87,7 +87,7 @@ class HostileWorker {
     note(kAttach, start);
     mapped_ = mappings_of(Store::path_of(cfg_.segment));
     for (;;) {
-      std::uint32_t op = static_cast<std::uint32_t>(rng_() % 12);
+      auto op = static_cast<std::uint32_t>(rng_() % 12);
       start = Clock::now();
       try {
         perform(op);
@@ -184,6 +184,7 @@ class HostileWorker {
       }
       default: {
         std::vector<RemoteRef> some;
+        some.reserve(8);
         for (int k = 0; k < 8; ++k) some.push_back(any_ref());
         for (const View& v : store_->fetch_many(some, sealstore::FetchOptions{small, {}})) check(v);
         break;
