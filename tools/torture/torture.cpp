@@ -102,7 +102,8 @@ class Supervisor {
       if (now >= deadline) break;
       // Never negative: respawning a worker that exited can take us past
       // the next kill, and poll() takes a negative timeout as "for ever".
-      auto wait = std::max(std::chrono::duration_cast<milliseconds>(std::min(next_kill, deadline) - now), milliseconds(0));
+      auto wait =
+          std::max(std::chrono::duration_cast<milliseconds>(std::min(next_kill, deadline) - now), milliseconds(0));
       watch(wait + milliseconds(1));
       if (Clock::now() >= next_kill) {
         auto k = static_cast<std::uint32_t>(rng_() % cfg_.workers);
