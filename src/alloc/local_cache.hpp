@@ -27,7 +27,6 @@ struct CachedExtent {
   std::uint32_t index;  // the entry
   std::uint32_t gen;    // its generation while Reserved
   std::uint64_t offset;
-  std::uint32_t block;
   std::uint32_t cls;  // its size class: the extent is class_bytes(cls)
 };
 

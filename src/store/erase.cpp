@@ -86,7 +86,7 @@ void Session::finalize(std::uint32_t index, std::uint32_t gen) noexcept {
       ThreadCache& tc = caches_->mine();
       add_reserved(tc.line, 1, static_cast<std::int64_t>(extent));
       auto& bin = tc.bins[*c];
-      bin.push_back({index, g, offset, field(e.block), *c});
+      bin.push_back({index, g, offset, *c});
       if (bin.size() > 2 * std::size_t{batch(*c)}) spill(tc, *c);
       if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
       return;

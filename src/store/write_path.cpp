@@ -264,7 +264,7 @@ void Session::abort(std::uint32_t index, std::uint32_t gen) noexcept {
       if (!atomic(e.word).compare_exchange_strong(w, make_word(EntryState::Reserved, slot_, g))) return;
       ThreadCache& tc = caches_->mine();
       add_reserved(tc.line, 1, static_cast<std::int64_t>(extent));
-      tc.bins[*c].push_back({index, g, offset, field(e.block), *c});
+      tc.bins[*c].push_back({index, g, offset, *c});
       if (tc.bins[*c].size() > 2 * std::size_t{batch(*c)}) spill(tc, *c);
       return;
     }
@@ -379,7 +379,7 @@ bool Session::refill(ThreadCache& tc, std::uint32_t c) {
     store(e.names, 0U, std::memory_order_relaxed);
     store(e.flags, 0U, std::memory_order_relaxed);
     store(e.word, make_word(EntryState::Reserved, slot_, gen), std::memory_order_release);
-    bin.push_back({*got, gen, x.offset, x.block, c});
+    bin.push_back({*got, gen, x.offset, c});
   }
   for (std::size_t k = used; k < extents.size(); ++k) alloc.release(extents[k]);
   add_reserved(tc.line, static_cast<std::int64_t>(used), static_cast<std::int64_t>(used * cb));
@@ -418,18 +418,12 @@ void Session::drain_locked(const std::vector<CachedExtent>& records) {
     Entry& e = entry(r.index);
     std::uint64_t want = make_word(EntryState::Reserved, slot_, r.gen);
     if (!atomic(e.word).compare_exchange_strong(want, make_word(EntryState::Free, kNoOwner, r.gen))) continue;
-    std::uint64_t cb = class_bytes(r.cls);
-    store(e.extent, std::uint64_t{0}, std::memory_order_relaxed);
-    // The entry's block, not the one cached with the record: a repair since
-    // may have renumbered the blocks (and set the entry's).
-    try {
-      alloc.release({r.offset, cb, field(e.block)});
-    } catch (...) {
-      store(header().repair_pending, 1U);  // the books disagree: the next locker rebuilds them
-    }
+    // By the entry's own block, which a repair since we cached it may have
+    // renumbered; books that disagree are marked for rebuilding.
+    release_extent_locked(e);
     alloc.push_entry(r.index);
     entries += 1;
-    bytes += static_cast<std::int64_t>(cb);
+    bytes += static_cast<std::int64_t>(class_bytes(r.cls));
   }
   add_reserved(0, -entries, -bytes);
   publish_alloc_stats_locked();
