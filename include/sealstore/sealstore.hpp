@@ -6,6 +6,7 @@
 #include "sealstore/ref.hpp"
 #include "sealstore/stats.hpp"
 #include "sealstore/store.hpp"
+#include "sealstore/subscription.hpp"
 #include "sealstore/value.hpp"
 #include "sealstore/view.hpp"
 #include "sealstore/writer.hpp"

@@ -22,6 +22,14 @@ enum class ObjectState : std::uint8_t {
 };
 std::string_view to_string(ObjectState s) noexcept;
 
+// Where a sealed object's bytes are.
+enum class Place : std::uint8_t {
+  Segment,   // in the segment (and, if it was spilled before, in its spill file too)
+  Spill,     // only in its spill file: a fetch restores it
+  Restoring  // being read back from its spill file
+};
+std::string_view to_string(Place p) noexcept;
+
 enum class Role : std::uint8_t { Owner, Worker, Client };
 std::string_view to_string(Role r) noexcept;
 
@@ -30,7 +38,9 @@ struct ObjectInfo {
   ObjectState state = ObjectState::Unfilled;
   std::uint64_t size = 0;  // bytes
   ValueType type{};
-  WorkerId creator = 0;  // the worker that made the object (or the ref it fills): ref.whence()
+  Place place = Place::Segment;
+  bool spill_file = false;  // a complete spill file holds it (spilling it again frees its space at no cost)
+  WorkerId creator = 0;     // the worker that made the object (or the ref it fills): ref.whence()
   std::int32_t creator_pid = 0;
   WorkerId sealed_by = 0;  // the worker that filled it (0 while nobody has); may differ from creator
   std::int32_t sealed_by_pid = 0;
@@ -82,6 +92,18 @@ struct SegmentInfo {
   std::uint64_t recoveries = 0;    // dead processes cleaned up so far
   std::uint64_t lock_repairs = 0;  // times the store's lock was taken over (a holder that died, or a damaged lock word)
   std::uint64_t created_unix_ns = 0;
+  // Spilling (CreateOptions::spill_directory): the segment's own folder of
+  // spill files (empty: it does not spill), the watermarks in bytes, the
+  // objects whose bytes are only in their spill files and their sizes, and
+  // the spills and restores so far.
+  std::string spill_directory{};
+  std::uint64_t spill_high = 0;
+  std::uint64_t spill_low = 0;
+  std::uint64_t spilled_objects = 0;
+  std::uint64_t spilled_bytes = 0;
+  std::uint64_t spills = 0;
+  std::uint64_t restores = 0;
+  std::uint64_t seal_events = 0;  // seal events published so far (while anyone subscribed)
 };
 
 }  // namespace sealstore

@@ -20,6 +20,7 @@
 #include "sealstore/error.hpp"
 #include "sealstore/ref.hpp"
 #include "sealstore/stats.hpp"
+#include "sealstore/subscription.hpp"
 #include "sealstore/value.hpp"
 #include "sealstore/view.hpp"
 #include "sealstore/writer.hpp"
@@ -53,6 +54,20 @@ struct CreateOptions {
   // Where the backing file lives: "/dev/shm" unless set (another tmpfs, a
   // huge-page tmpfs). The file is DIRECTORY/sealstore.NAME.
   std::string directory{};
+  // Spilling: empty (the default) for none, so a full segment answers
+  // OutOfMemory. Else a directory on a disk (made if missing, owner-only):
+  // when a write needs space the segment does not have, sealed objects
+  // nobody pins, least recently fetched first, are written to files there
+  // (in a folder of the segment's own, DIRECTORY/sealstore.NAME.TAG) and
+  // their space freed; a fetch of one reads it back, under the same ref.
+  // At most 200 bytes; a relative path is taken from the working directory.
+  std::string spill_directory{};
+  // Watermarks, as fractions of capacity (0 < low <= high <= 1): a write
+  // that would take the bytes objects use above high spills until they use
+  // at most low (and the write fits). The defaults spill only what a write
+  // needs; a lower low spills ahead, in batches.
+  double spill_high_water = 1.0;
+  double spill_low_water = 1.0;
 };
 
 struct AttachOptions {
@@ -116,6 +131,11 @@ class Store {
   static bool exists(std::string_view name, std::string_view directory = {});
   // The backing file's path for NAME.
   static std::string path_of(std::string_view name, std::string_view directory = {});
+  // The folder of NAME's spill files, as its header names it; empty if it
+  // does not spill (or is not a segment of this version). remove() deletes
+  // it with the segment: at once if no process is attached, else when the
+  // last one detaches.
+  static std::string spill_folder(std::string_view name, std::string_view directory = {});
   // The names of the segments in directory ("/dev/shm" unless given), sorted:
   // every regular file there named as a backing file with a valid segment
   // name. Reads the directory only; opens no segment. Errors:
@@ -176,13 +196,21 @@ class Store {
 
   // Waits (sleeping, never spinning) until ref is sealed, then pins it and
   // returns a View. Costs the same for any object size; copies nothing.
+  // A spilled object is first read back from its spill file into the
+  // segment (restored; its View is the same as ever). Fetches of one
+  // spilled ref share one restore: the others wait for it, bounded by
+  // their timeout; the restore a fetch does itself runs to its end
+  // (it takes about as long as reading the file). Restoring may spill
+  // others to make room.
   // Errors: Timeout, NotFound (unknown, erased, or of another segment),
   // WorkerFailed (its writer died, or it was failed), InvalidArgument (null ref).
   View fetch(const RemoteRef& ref);
   View fetch(const RemoteRef& ref, std::chrono::nanoseconds timeout);
   View fetch(const RemoteRef& ref, const FetchOptions& options);
-  // Never waits: an empty optional if ref is not sealed yet. Errors:
-  // NotFound, WorkerFailed, InvalidArgument.
+  // Never waits: an empty optional if ref is not sealed yet, or if another
+  // process is restoring it from its spill file. A spilled ref it restores
+  // itself, as fetch does. Errors: NotFound, WorkerFailed, InvalidArgument,
+  // OutOfMemory (no room to restore it).
   std::optional<View> try_fetch(const RemoteRef& ref);
 
   // fetch() of every ref, in order, waiting as fetch() does (options apply
@@ -193,7 +221,8 @@ class Store {
   // is returned. Errors: as fetch.
   std::vector<View> fetch_many(std::span<const RemoteRef> refs, const FetchOptions& options = {});
 
-  // Fetches and copies the value into memory the caller owns. V as for put
+  // Fetches and copies the value into memory the caller owns (a spilled
+  // object is restored first, as fetch does). V as for put
   // (std::vector<std::byte> takes the raw bytes of any value). An object of
   // up to 4 KiB is copied without pinning it (then checked unchanged; if it
   // was erased meanwhile, fetched as usual). Errors: as fetch, and
@@ -212,6 +241,19 @@ class Store {
   // Copies the object's bytes into dst (exactly its size). Errors: as fetch,
   // InvalidArgument (dst of another size).
   void materialize_into(const RemoteRef& ref, std::span<std::byte> dst, std::chrono::nanoseconds timeout = kForever);
+
+  // Spills ref now, if it can (see CreateOptions::spill_directory): writes
+  // the sealed object to its spill file, unless the file has it already,
+  // and frees its space in the segment. True if it did, false if the
+  // object was pinned, not sealed, or already spilled. Blocks on the file's
+  // write. Errors: InvalidArgument (the segment does not spill, null ref),
+  // NotFound, OutOfMemory (the spill directory's disk is full; nothing
+  // changes).
+  bool spill(const RemoteRef& ref);
+
+  // Subscribes to the store's seals from now on (see subscription.hpp).
+  // Errors: InvalidArgument (an observer).
+  Subscription subscribe();
 
   // Erases ref: now if nobody pins it, else when the last pin goes (fetch
   // fails with NotFound from now on). Names bound to it are unbound.

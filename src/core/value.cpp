@@ -64,6 +64,15 @@ std::string_view to_string(ObjectState s) noexcept {
   return "?";
 }
 
+std::string_view to_string(Place p) noexcept {
+  switch (p) {
+    case Place::Segment: return "segment";
+    case Place::Spill: return "spill";
+    case Place::Restoring: return "restoring";
+  }
+  return "?";
+}
+
 std::string_view to_string(Role r) noexcept {
   switch (r) {
     case Role::Owner: return "owner";

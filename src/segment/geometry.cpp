@@ -34,7 +34,8 @@ Geometry compute_geometry(std::uint64_t capacity, std::uint32_t max_objects, std
   g.entries_offset = round_up(g.stats_offset + sizeof(SlotStats) * kMaxProcesses * kStatLines, kPageSize);
   g.pins_offset = round_up(g.entries_offset + sizeof(Entry) * std::uint64_t{max_objects}, kPageSize);
   g.names_offset = round_up(g.pins_offset + sizeof(PinMask) * std::uint64_t{max_objects}, kPageSize);
-  g.alloc_offset = round_up(g.names_offset + sizeof(NameSlot) * std::uint64_t{g.name_slots}, kPageSize);
+  g.events_offset = round_up(g.names_offset + sizeof(NameSlot) * std::uint64_t{g.name_slots}, kPageSize);
+  g.alloc_offset = round_up(g.events_offset + sizeof(EventSlot) * std::uint64_t{kEventSlots}, kPageSize);
   g.alloc_bytes = ExtentAllocator::area_bytes(max_objects);
   g.data_offset = round_up(g.alloc_offset + g.alloc_bytes, kDataRegionAlign);
   g.file_size = g.data_offset + g.capacity;
@@ -58,6 +59,11 @@ std::uint64_t layout_fingerprint() {
   mix(sizeof(SlotStats));
   mix(sizeof(NameSlot));
   mix(sizeof(PinMask));
+  mix(sizeof(EventSlot));
+  mix(kEventSlots);
+  mix(offsetof(Header, spill_dir));
+  mix(offsetof(Header, event_head));
+  mix(offsetof(Entry, touched));
   mix(kMaxProcesses);
   mix(kStatLines);
   mix(kMaxRank);
@@ -104,6 +110,7 @@ Geometry validate_header(const Header& h, std::uint64_t file_size, std::string_v
             g.entries_offset == load(h.entries_offset, std::memory_order_relaxed) &&
             g.pins_offset == load(h.pins_offset, std::memory_order_relaxed) &&
             g.names_offset == load(h.names_offset, std::memory_order_relaxed) &&
+            g.events_offset == load(h.events_offset, std::memory_order_relaxed) &&
             g.alloc_offset == load(h.alloc_offset, std::memory_order_relaxed) &&
             g.alloc_bytes == load(h.alloc_bytes, std::memory_order_relaxed) &&
             g.data_offset == load(h.data_offset, std::memory_order_relaxed) &&

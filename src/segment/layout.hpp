@@ -5,7 +5,8 @@
 //
 //   [Header | ProcessSlot x kMaxProcesses | SlotStats x kMaxProcesses x
 //    kStatLines | Entry x max_objects | PinMask x max_objects |
-//    NameSlot x name_slots | allocator state (derived) | data (capacity)]
+//    NameSlot x name_slots | EventSlot x kEventSlots |
+//    allocator state (derived) | data (capacity)]
 //
 // Nothing here is trusted by a process that reads it: any process that can
 // write the file can write anything into it. Each process keeps its own
@@ -21,8 +22,8 @@
 
 namespace sealstore::detail {
 
-inline constexpr std::uint64_t kMagic = 0x3230'4c41'4553'4c53ULL;  // "SLSEAL02"
-inline constexpr std::uint32_t kLayoutVersion = 2;
+inline constexpr std::uint64_t kMagic = 0x3330'4c41'4553'4c53ULL;  // "SLSEAL03"
+inline constexpr std::uint32_t kLayoutVersion = 3;
 inline constexpr std::uint32_t kMaxProcesses = 128;
 inline constexpr std::uint32_t kStatLines = 8;              // counter lines per process (one per thread, cycling)
 inline constexpr std::uint64_t kDataAlign = 64;             // every object starts on a cache line
@@ -31,6 +32,8 @@ inline constexpr std::uint64_t kPageSize = 4096;
 inline constexpr std::size_t kNameBytes = 64;  // names up to 63 bytes, NUL-padded
 inline constexpr std::uint32_t kNoSlot = 0xffffffffU;
 inline constexpr std::uint32_t kNoBlock = 0xffffffffU;
+inline constexpr std::uint32_t kEventSlots = 4096;  // seal events the ring keeps (a power of two)
+inline constexpr std::size_t kSpillDirBytes = 256;  // the spill directory's path, NUL-padded
 
 enum class EntryState : std::uint32_t {
   Free = 0,          // in the free-entry stack
@@ -40,13 +43,18 @@ enum class EntryState : std::uint32_t {
   ErasePending = 4,  // erased while pinned; freed by whoever drops the last pin
   Abandoned = 5,     // its writer died, or Store::fail(): holds the reason's extent, if any
   Reserved = 6,      // no object: an entry and extent cached by the process in `owner`
+  Spilled = 7,       // sealed, its bytes wholly in its spill file; holds no extent
+  Restoring = 8,     // sealed, being read back from its spill file by the process in `owner`; holds its extent
 };
-inline constexpr std::uint32_t kEntryStates = 7;
+inline constexpr std::uint32_t kEntryStates = 9;
 
 // An entry's head word, the one field whose changes commit its life:
 //   bits  0..3   EntryState
-//   bits  4..11  owner: the slot writing it (Writing) or caching it
-//                (Reserved), 0xff otherwise
+//   bits  4..11  owner: the slot writing it (Writing), caching it
+//                (Reserved) or restoring it (Restoring); for Sealed, 0xff
+//                until the object is first restored from a spill file,
+//                then its residence (restores so far, mod 255), so that
+//                the word changes whenever the bytes move; 0xff otherwise
 //   bits 12..31  the low 20 bits of the generation
 //   bits 32..63  the generation: bumped (never to 0) whenever the entry
 //                starts a new life or a new reservation
@@ -71,8 +79,10 @@ constexpr bool word_valid(std::uint64_t w) {
 constexpr std::uint32_t next_gen(std::uint32_t g) { return g + 1 == 0 ? 1 : g + 1; }
 
 enum EntryFlags : std::uint32_t {
-  kFresh = 1U << 0U,   // made by a writer, not make_ref(): an abort frees the entry
-  kFailed = 1U << 1U,  // Abandoned by Store::fail(): its data (size bytes) is the reason
+  kFresh = 1U << 0U,      // made by a writer, not make_ref(): an abort frees the entry
+  kFailed = 1U << 1U,     // Abandoned by Store::fail(): its data (size bytes) is the reason
+  kSpillFile = 1U << 2U,  // a spill file may exist for it (perhaps half written): removed with it
+  kSpillValid = 1U << 3U  // its spill file is complete: spilling it again writes nothing
 };
 
 // One object (or made ref). 128 bytes: the first line is all a fetch of an
@@ -88,7 +98,7 @@ struct alignas(64) Entry {
   std::uint8_t kind;        // ValueKind   } the value's type: by the writer before
   std::uint8_t elem;        // ElemType    } sealing, immutable once sealed
   std::uint8_t rank;        //             }
-  std::uint8_t reserved0;   //             }
+  std::uint8_t touched;     // fetched since the spiller last looked (atomic): its clock's reference bit
   std::uint32_t elem_size;  // bytes       }
   std::uint64_t type_hash;  //             }
   std::uint32_t names;      // names bound to it; under the lock
@@ -100,8 +110,8 @@ struct alignas(64) Entry {
   std::uint32_t creator_id;       // WorkerId that wrote the data (0 while unfilled); by the writer
   std::int32_t creator_pid;       // pid of creator_id; by the writer
   std::int32_t maker_pid;         // pid of whence; by its maker
-  std::uint32_t reserved1;
-  std::uint64_t created_ns;  // CLOCK_REALTIME (coarse) when made; by its maker
+  std::uint32_t restores;         // times restored from its spill file; under the lock
+  std::uint64_t created_ns;       // CLOCK_REALTIME (coarse) when made; by its maker
 };
 static_assert(sizeof(Entry) == 128);
 
@@ -117,7 +127,7 @@ struct alignas(64) ProcessSlot {
   std::uint64_t attached_ns;  // CLOCK_REALTIME
   std::uint64_t pid_ns;       // its pid namespace (registry/process.hpp), 0 if unknown; under the lock
   std::uint32_t lock_seq;     // the segment lock's sequence while it holds the lock, else 0 (atomic, own)
-  std::uint32_t reserved0;
+  std::uint32_t publishing;   // seal events it has claimed and not yet published (atomic, own)
   std::uint64_t reserved[2];
 };
 static_assert(sizeof(ProcessSlot) == 64);
@@ -168,6 +178,25 @@ struct NameSlot {
 };
 static_assert(sizeof(NameSlot) == 88);
 
+// One seal event in the ring: sequence s lives in slot s % kEventSlots.
+// `stamp` is 2s+1 while its sealer writes it and 2s+2 once published; a
+// reader copies the fields between two reads of the stamp and checks the
+// sum, so a slot torn by two sealers a whole ring apart is seen as lost.
+struct alignas(64) EventSlot {
+  std::uint64_t stamp;  // atomic
+  std::uint32_t index;  // the entry
+  std::uint32_t gen;
+  std::uint32_t where;
+  std::uint32_t whence;
+  std::uint32_t sealed_by;     // WorkerId
+  std::int32_t sealed_by_pid;  //
+  std::uint64_t size;          //
+  std::uint64_t type[2];       // the entry's type words (entry_view.hpp: TypeWords)
+  std::uint64_t shape[kMaxRank];
+  std::uint64_t check;  // event_check() of the fields above and the sequence
+};
+static_assert(sizeof(EventSlot) == 128);
+
 struct alignas(64) Header {
   // --- identity and geometry: written once at creation, before magic
   std::uint64_t magic;  // kMagic, stored last (release) when creation is complete
@@ -187,6 +216,7 @@ struct alignas(64) Header {
   std::uint64_t entries_offset;
   std::uint64_t pins_offset;
   std::uint64_t names_offset;
+  std::uint64_t events_offset;
   std::uint64_t alloc_offset;
   std::uint64_t alloc_bytes;
   std::uint64_t data_offset;
@@ -209,7 +239,27 @@ struct alignas(64) Header {
   std::uint32_t names_bound;     // used name slots; derived
   std::uint32_t reserved1;
   std::uint64_t live_slots[kMaxProcesses / 64];  // bit per slot in state Live
+
+  // --- spilling (store/spill.cpp). The configuration is written once at
+  // creation and copied by each process at attach (SpillConfig), never
+  // re-read; the rest is under the lock.
+  alignas(64) char spill_dir[kSpillDirBytes];  // absolute, NUL-padded; empty: no spilling
+  std::uint64_t spill_high;                    // a write that would take used bytes above this spills
+  std::uint64_t spill_low;                     // ... down to this
+  std::uint64_t spill_hand;                    // the clock hand: the next entry the spiller looks at
+  std::uint64_t spills;                        // objects written out (or dropped, their file valid)
+  std::uint64_t restores;                      // objects read back
+  std::uint64_t spilled_objects;               // objects in state Spilled or Restoring
+  std::uint64_t spilled_bytes;                 // their sizes
+
+  // --- seal events (store/events.cpp), each on a line of its own: every
+  // seal reads the first, and only seals while someone subscribes write the rest
+  alignas(64) std::uint64_t subscribed[kMaxProcesses / 64];  // bit per slot with a subscription (atomic)
+  alignas(64) std::uint64_t event_head;                      // the next sequence to claim (atomic)
+  alignas(64) std::uint32_t event_bell;  // bumped after each publication: the futex word subscribers sleep on
+  std::uint32_t event_waiters;           // subscribers asleep on the bell (atomic)
 };
+static_assert(sizeof(Header) <= kPageSize);
 static_assert(std::is_standard_layout_v<Header> && std::is_trivially_copyable_v<Header>);
 // Identity and geometry end where the lock's line begins: the torture
 // tool's hostile peer (tools/torture/hostile.cpp) spares only what lies before.
@@ -230,6 +280,7 @@ struct Geometry {
   std::uint32_t pin_words;
   std::uint32_t segment_tag;
   std::uint64_t slots_offset, stats_offset, entries_offset, pins_offset, names_offset;
+  std::uint64_t events_offset;
   std::uint64_t alloc_offset, alloc_bytes, data_offset, file_size;
 };
 
@@ -245,10 +296,15 @@ inline std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a 
 inline std::uint64_t footprint(std::uint64_t size) { return round_up(size, kDataAlign); }
 
 // States whose entry holds its extent: Writing, Sealed, ErasePending,
-// Abandoned (a failed ref's reason; 0 bytes when its writer died), Reserved.
+// Abandoned (a failed ref's reason; 0 bytes when its writer died), Reserved,
+// Restoring. A Spilled entry holds none.
 inline bool holds_extent(EntryState s) {
   return s == EntryState::Writing || s == EntryState::Sealed || s == EntryState::ErasePending ||
-         s == EntryState::Abandoned || s == EntryState::Reserved;
+         s == EntryState::Abandoned || s == EntryState::Reserved || s == EntryState::Restoring;
+}
+// States of a sealed object, wherever its bytes are.
+inline bool is_sealed(EntryState s) {
+  return s == EntryState::Sealed || s == EntryState::Spilled || s == EntryState::Restoring;
 }
 
 }  // namespace sealstore::detail

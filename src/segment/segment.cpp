@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -111,7 +112,8 @@ Mapping::Mapping(Mapping&& o) noexcept
       data_ro_(std::exchange(o.data_ro_, nullptr)),
       data_ro_size_(std::exchange(o.data_ro_size_, 0)),
       path_(std::move(o.path_)),
-      geo_(o.geo_) {}
+      geo_(o.geo_),
+      spill_(std::move(o.spill_)) {}
 
 Mapping& Mapping::operator=(Mapping&& o) noexcept {
   if (this != &o) {
@@ -123,6 +125,7 @@ Mapping& Mapping::operator=(Mapping&& o) noexcept {
     data_ro_size_ = std::exchange(o.data_ro_size_, 0);
     path_ = std::move(o.path_);
     geo_ = o.geo_;
+    spill_ = std::move(o.spill_);
   }
   return *this;
 }
@@ -136,6 +139,47 @@ void Mapping::reset() noexcept {
   fd_ = -1;
   base_ = nullptr;
   data_ro_ = nullptr;
+}
+
+std::string spill_folder(std::string_view root, std::string_view name, std::uint32_t tag) {
+  return fmt::format("{}/{}{}.{:08x}", root, kFilePrefix, name, tag);
+}
+
+namespace {
+
+// The spill configuration from the header, checked as the geometry is.
+SpillConfig read_spill_config(const Header& h, const Geometry& g, std::string_view name) {
+  std::array<char, kSpillDirBytes> text{};
+  for (std::size_t k = 0; k < kSpillDirBytes; ++k) text[k] = load(h.spill_dir[k], std::memory_order_relaxed);  // NOLINT
+  text.back() = '\0';
+  std::string root(text.data());
+  if (root.empty()) return {};
+  std::uint64_t high = load(h.spill_high, std::memory_order_relaxed);
+  std::uint64_t low = load(h.spill_low, std::memory_order_relaxed);
+  if (root.front() != '/' || root.find("/../") != std::string::npos || root.ends_with("/..") || high > g.capacity ||
+      low > high) {
+    throw Error(Errc::Corrupt,
+                fmt::format("segment '{}' has a corrupt header: its spill settings do not add up", name));
+  }
+  return SpillConfig{root, spill_folder(root, name, g.segment_tag), high, low};
+}
+
+}  // namespace
+
+std::string spill_folder_of(int fd, std::string_view name) {
+  Header h{};
+  if (::pread(fd, &h, sizeof(h), 0) != static_cast<ssize_t>(sizeof(h)) || h.magic != kMagic ||
+      h.layout_version != kLayoutVersion) {
+    return {};
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return {};
+  try {
+    Geometry g = validate_header(h, static_cast<std::uint64_t>(st.st_size), name);
+    return read_spill_config(h, g, name).dir;
+  } catch (const Error&) {
+    return {};
+  }
 }
 
 Mapping Mapping::create(const CreateParams& p) {
@@ -167,6 +211,12 @@ Mapping Mapping::create(const CreateParams& p) {
       if (armed) ::unlink(path.c_str());
     }
   } unlinker{p.path, !unnamed};
+  struct FolderRemover {  // the spill folder, once made
+    std::string path;
+    ~FolderRemover() {
+      if (!path.empty()) ::rmdir(path.c_str());
+    }
+  } folder;
 
   // A named file: attachers wait on this lock until the header is complete
   // (and get it at once if we die, seeing no magic).
@@ -207,8 +257,12 @@ Mapping Mapping::create(const CreateParams& p) {
   h->alloc_offset = g.alloc_offset;
   h->alloc_bytes = g.alloc_bytes;
   h->data_offset = g.data_offset;
+  h->events_offset = g.events_offset;
   h->created_ns = unix_now_ns();
   h->creator_pid = ::getpid();
+  std::memcpy(h->spill_dir, p.spill_dir.data(), std::min(p.spill_dir.size(), kSpillDirBytes - 1));
+  h->spill_high = p.spill_high;
+  h->spill_low = p.spill_low;
   h->next_worker_id = 1;
   // The tables are zero (a fresh file): every entry Free, every slot Free,
   // every name empty. The allocator's state is derived from them.
@@ -221,6 +275,24 @@ Mapping Mapping::create(const CreateParams& p) {
   h->free_extents = alloc.free_blocks();
   g.segment_tag = h->segment_tag;
   m.geo_ = g;
+  if (!p.spill_dir.empty()) {
+    m.spill_ = SpillConfig{p.spill_dir, spill_folder(p.spill_dir, p.name, g.segment_tag), p.spill_high, p.spill_low};
+    // The directory (made if missing) and the segment's own folder in it,
+    // with the segment's access: owner-only unless shared with the group.
+    auto dir_mode = static_cast<mode_t>(0700U | (p.mode & 0070U));
+    auto fail = [&](const std::string& path) {
+      int err = errno;
+      Errc code = err == EACCES || err == EPERM    ? Errc::PermissionDenied
+                  : err == ENOSPC || err == EDQUOT ? Errc::OutOfMemory
+                                                   : Errc::InvalidArgument;
+      throw Error(
+          code, fmt::format("cannot create the spill directory {} of segment '{}': {}", path, p.name, errno_text(err)));
+    };
+    if (::mkdir(p.spill_dir.c_str(), dir_mode) != 0 && errno != EEXIST) fail(p.spill_dir);
+    if (::mkdir(m.spill_.dir.c_str(), dir_mode) != 0) fail(m.spill_.dir);
+    folder.path = m.spill_.dir;
+    ::chmod(m.spill_.dir.c_str(), dir_mode);
+  }
 
   m.data_ro_size_ = g.capacity;
   m.data_ro_ = map_aligned(m.fd_, g.capacity, g.data_offset, PROT_READ, false, p.huge_pages);
@@ -238,6 +310,7 @@ Mapping Mapping::create(const CreateParams& p) {
     }
   }
   unlinker.armed = false;
+  folder.path.clear();
   return m;
 }
 
@@ -295,6 +368,7 @@ Mapping Mapping::open(const OpenParams& p) {
   if (m.base_ == nullptr)
     throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", name, errno_text(errno)));
   m.geo_ = validate_header(m.header(), file_size, name);
+  m.spill_ = read_spill_config(m.header(), m.geo_, name);
   m.data_ro_size_ = m.geo_.capacity;
   m.data_ro_ = map_aligned(m.fd_, m.geo_.capacity, m.geo_.data_offset, PROT_READ, p.prefault, p.huge_pages);
   if (m.data_ro_ == nullptr)

@@ -20,6 +20,22 @@ std::string segment_path(std::string_view name, std::string_view directory);
 inline constexpr std::string_view kDefaultDirectory = "/dev/shm";
 inline constexpr std::string_view kFilePrefix = "sealstore.";
 
+// Where and when a segment spills, as its creator set it. `dir` is the
+// segment's own folder of spill files (DIRECTORY/sealstore.NAME.TAG),
+// empty when it does not spill.
+struct SpillConfig {
+  std::string root;  // the directory the creator named
+  std::string dir;
+  std::uint64_t high = 0;  // bytes
+  std::uint64_t low = 0;
+  bool enabled() const noexcept { return !dir.empty(); }
+};
+// The segment's folder of spill files under root.
+std::string spill_folder(std::string_view root, std::string_view name, std::uint32_t tag);
+// The spill folder of the segment open at fd (read from its header), or
+// empty: it does not spill, or is no segment of this layout.
+std::string spill_folder_of(int fd, std::string_view name);
+
 class Mapping {
  public:
   Mapping() = default;
@@ -38,6 +54,9 @@ class Mapping {
     std::uint32_t mode;
     bool prefault;
     bool huge_pages;
+    std::string spill_dir;  // absolute; empty: no spilling
+    std::uint64_t spill_high = 0;
+    std::uint64_t spill_low = 0;
   };
   // Creates, reserves (posix_fallocate), maps and initialises the file; the
   // header's magic is stored last. On failure nothing is left behind.
@@ -62,6 +81,8 @@ class Mapping {
   // This process's copy of the geometry, validated once: never re-read
   // from the header, which any peer can rewrite.
   const Geometry& geometry() const noexcept { return geo_; }
+  // This process's copy of the spill configuration, read once at attach.
+  const SpillConfig& spill() const noexcept { return spill_; }
   int fd() const noexcept { return fd_; }
   std::uint64_t size() const noexcept { return size_; }
   const std::string& path() const noexcept { return path_; }
@@ -75,6 +96,7 @@ class Mapping {
   std::uint64_t data_ro_size_ = 0;
   std::string path_;
   Geometry geo_{};
+  SpillConfig spill_{};
 };
 
 // Recomputes the geometry from the header's parameters and checks every

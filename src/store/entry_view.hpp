@@ -24,6 +24,8 @@ inline std::string_view state_name(EntryState s) {
     case EntryState::ErasePending: return "erased (free deferred while pinned)";
     case EntryState::Abandoned: return "abandoned by its writer";
     case EntryState::Reserved: return "free (cached by a process)";
+    case EntryState::Spilled: return "spilled";
+    case EntryState::Restoring: return "being restored from its spill file";
   }
   return "in an unknown state";
 }

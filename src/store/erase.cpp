@@ -5,7 +5,10 @@
 // compare-and-swap on the head word decides every race: one eraser, one
 // freer. Named objects, objects with extents of no size class, unfilled
 // refs and failed ones take the lock.
+#include <unistd.h>
+
 #include <fmt/format.h>
+#include <algorithm>
 
 #include "sealstore/error.hpp"
 #include "store/entry_view.hpp"
@@ -31,11 +34,26 @@ void Session::erase(const RemoteRef& ref) {
         throw Error(Errc::NotSealed, fmt::format("cannot erase {}: worker {} (pid {}) is still writing it",
                                                  ref.to_string(), field(e.creator_id), field(e.creator_pid)));
       case EntryState::Unfilled:
-      case EntryState::Abandoned: {
+      case EntryState::Abandoned:
+      case EntryState::Spilled: {
         Lock lock(*this);
         if (load(e.word) != w) continue;
         if (field(e.names) != 0) unbind_entry_locked(index, gen);
         free_entry_locked(index, w);
+        return;
+      }
+      case EntryState::Restoring: {
+        // Its restorer pins it while it fills the extent: the free waits
+        // for its unpin (or its reap).
+        Lock lock(*this);
+        if (!atomic(e.word).compare_exchange_strong(w, make_word(EntryState::ErasePending, kNoOwner, gen))) continue;
+        Header& h = header();
+        store(h.spilled_objects, field(h.spilled_objects) - std::min<std::uint64_t>(1, field(h.spilled_objects)),
+              std::memory_order_relaxed);
+        store(h.spilled_bytes, field(h.spilled_bytes) - std::min(field(e.size), field(h.spilled_bytes)),
+              std::memory_order_relaxed);
+        if (field(e.names) != 0) unbind_entry_locked(index, gen);
+        if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
         return;
       }
       case EntryState::Sealed: {
@@ -68,8 +86,7 @@ bool Session::contains(const RemoteRef& ref) const {
   std::uint64_t w = load(entry(index).word);
   if (word_gen(w) != gen || !word_valid(w)) return false;
   EntryState st = word_state(w);
-  return st == EntryState::Unfilled || st == EntryState::Writing || st == EntryState::Sealed ||
-         st == EntryState::Abandoned;
+  return st == EntryState::Unfilled || st == EntryState::Writing || is_sealed(st) || st == EntryState::Abandoned;
 }
 
 void Session::finalize(std::uint32_t index, std::uint32_t gen) noexcept {
@@ -78,8 +95,9 @@ void Session::finalize(std::uint32_t index, std::uint32_t gen) noexcept {
     std::uint64_t extent = field(e.extent);
     std::uint64_t offset = field(e.offset);
     auto c = exact_class(extent);
-    if (slot_ != kNoSlot && usable() && c && field(e.names) == 0 && offset % kDataAlign == 0 &&
-        offset <= geo().capacity && extent <= geo().capacity - offset) {
+    // (One with a spill file goes under the lock, which removes the file.)
+    if (slot_ != kNoSlot && usable() && c && field(e.names) == 0 && (field(e.flags) & kSpillFile) == 0 &&
+        offset % kDataAlign == 0 && offset <= geo().capacity && extent <= geo().capacity - offset) {
       std::uint64_t want = make_word(EntryState::ErasePending, kNoOwner, gen);
       std::uint32_t g = next_gen(gen);
       if (!atomic(e.word).compare_exchange_strong(want, make_word(EntryState::Reserved, slot_, g))) return;
@@ -106,11 +124,24 @@ void Session::finalize_locked(std::uint32_t index, std::uint32_t gen) {
 }
 
 // Frees the entry if its head word is still `expected`: its extent goes
-// back to the allocator and it to the free stack.
+// back to the allocator, its spill file (if any) away, and it to the free
+// stack.
 bool Session::free_entry_locked(std::uint32_t index, std::uint64_t expected) {
   Entry& e = entry(index);
   if (!atomic(e.word).compare_exchange_strong(expected, make_word(EntryState::Free, kNoOwner, word_gen(expected)))) {
     return false;
+  }
+  std::uint32_t flags = field(e.flags);
+  if (spills_ && (flags & kSpillFile) != 0) {
+    if (word_state(expected) == EntryState::Spilled) {
+      Header& h = header();
+      store(h.spilled_objects, field(h.spilled_objects) - std::min<std::uint64_t>(1, field(h.spilled_objects)),
+            std::memory_order_relaxed);
+      store(h.spilled_bytes, field(h.spilled_bytes) - std::min(field(e.size), field(h.spilled_bytes)),
+            std::memory_order_relaxed);
+    }
+    ::unlink(spill_path(index, word_gen(expected)).c_str());
+    store(e.flags, flags & ~(kSpillFile | kSpillValid), std::memory_order_relaxed);
   }
   release_extent_locked(e);
   ExtentAllocator alloc = allocator();

@@ -64,6 +64,15 @@ SegmentInfo Session::info() const {
   i.recoveries = field(h.recoveries);
   i.lock_repairs = field(h.lock_repairs);
   i.created_unix_ns = field(h.created_ns);
+  const SpillConfig& sc = map_.spill();
+  i.spill_directory = sc.dir;
+  i.spill_high = sc.high;
+  i.spill_low = sc.low;
+  i.spilled_objects = std::min<std::uint64_t>(field(h.spilled_objects), g.max_objects);
+  i.spilled_bytes = field(h.spilled_bytes);
+  i.spills = field(h.spills);
+  i.restores = field(h.restores);
+  i.seal_events = field(h.event_head);
   return i;
 }
 
@@ -121,6 +130,14 @@ std::vector<ObjectInfo> Session::objects() const {
       case EntryState::Unfilled: o.state = ObjectState::Unfilled; break;
       case EntryState::Writing: o.state = ObjectState::Writing; break;
       case EntryState::Sealed: o.state = ObjectState::Sealed; break;
+      case EntryState::Spilled:
+        o.state = ObjectState::Sealed;
+        o.place = Place::Spill;
+        break;
+      case EntryState::Restoring:
+        o.state = ObjectState::Sealed;
+        o.place = Place::Restoring;
+        break;
       case EntryState::ErasePending: o.state = ObjectState::ErasePending; break;
       case EntryState::Abandoned: o.state = ObjectState::Abandoned; break;
       default: continue;  // free, or cached by a process: not an object
@@ -128,6 +145,7 @@ std::vector<ObjectInfo> Session::objects() const {
     o.ref = ref_of(i, word_gen(w));
     o.size = std::min(field(e.size), g.capacity);
     o.type = stored_type(e);
+    o.spill_file = (field(e.flags) & kSpillValid) != 0 && is_sealed(word_state(w));
     o.creator = field(e.whence);
     o.creator_pid = field(e.maker_pid);
     o.sealed_by = field(e.creator_id);

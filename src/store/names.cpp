@@ -44,8 +44,7 @@ void validate_object_name(std::string_view name) {
 bool names_an_object(std::uint64_t w, std::uint32_t gen) {
   EntryState st = word_state(w);
   return word_valid(w) && word_gen(w) == gen &&
-         (st == EntryState::Unfilled || st == EntryState::Writing || st == EntryState::Sealed ||
-          st == EntryState::Abandoned);
+         (st == EntryState::Unfilled || st == EntryState::Writing || is_sealed(st) || st == EntryState::Abandoned);
 }
 
 }  // namespace

@@ -58,14 +58,17 @@ bool Session::fetch(const RemoteRef& ref, Deadline deadline, bool wait, std::chr
     switch (word_state(w)) {
       case EntryState::Sealed:
         pin(index);
-        // Pinned: from here the object cannot be freed, unless an erase got
-        // in first, which the re-read shows.
+        // Pinned: from here the object cannot be freed (nor spilled),
+        // unless an erase (or a spill) got in first, which the re-read shows.
         if (load(e.word) == w) {
+          if (spills_ && field(e.touched) == 0) store(e.touched, std::uint8_t{1}, std::memory_order_relaxed);
           pinned_view(ref, index, e, out);
           return true;
         }
         unpin(index, gen);
         continue;
+      case EntryState::Spilled: restore(ref, index, w); continue;
+      case EntryState::Restoring:
       case EntryState::Unfilled:
       case EntryState::Writing: {
         if (!wait) return false;
@@ -158,7 +161,7 @@ void Session::wait_for_change(Entry& e, std::uint64_t seen, const RemoteRef& ref
       slice = std::min(slice, std::chrono::nanoseconds(*deadline - now));
     }
     bool woken = futex_wait(futex_word(e), word_futex(seen), slice);
-    if (!woken && word_state(seen) == EntryState::Writing) {
+    if (!woken && (word_state(seen) == EntryState::Writing || word_state(seen) == EntryState::Restoring)) {
       std::uint32_t owner = word_owner(seen);
       if (owner >= kMaxProcesses || static_cast<SlotState>(load(slot(owner).state)) != SlotState::Live) {
         store(header().repair_pending, 1U);  // its writer has no slot: the repair rolls it back
@@ -182,7 +185,8 @@ void Session::pin(std::uint32_t index) noexcept {
       continue;
     }
     if (c > 0) {
-      if (w.compare_exchange_weak(c, c + 1, std::memory_order_acquire, std::memory_order_relaxed)) return;
+      // seq_cst: a spiller stores Spilled and then reads our count.
+      if (w.compare_exchange_weak(c, c + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) return;
       continue;
     }
     if (w.compare_exchange_weak(c, kPinBusy, std::memory_order_acquire, std::memory_order_relaxed)) {
@@ -221,6 +225,19 @@ void Session::unpin(std::uint32_t index, std::uint32_t gen) noexcept {
   }
 }
 
+bool Session::pinned_by_others(std::uint32_t index) const noexcept {
+  // Our own bit stands for every View this process holds: it is someone
+  // else's pin too if our count says more than the one we hold.
+  if (local_pins_[index].load() > 1) return true;  // NOLINT
+  const PinMask& m = pins(index);
+  for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w) {
+    std::uint64_t bits = load(m.bits[w]) & load(header().live_slots[w]);  // NOLINT
+    if (w == slot_ / 64) bits &= ~(std::uint64_t{1} << (slot_ % 64));
+    if (bits != 0) return true;
+  }
+  return false;
+}
+
 // Only live processes' bits count: a slot reaped or never attached pins
 // nothing, whatever its bit says.
 bool Session::pinned_anywhere(std::uint32_t index) const noexcept {
@@ -239,7 +256,12 @@ bool Session::begin_read(const RemoteRef& ref, std::span<const std::byte>& bytes
   const Entry& e = entry(index);
   word_at = &e.word;
   word = load(e.word, std::memory_order_acquire);
-  if (word != make_word(EntryState::Sealed, kNoOwner, static_cast<std::uint32_t>(ref.id() >> 32U))) return false;
+  // Any Sealed word of this generation: its owner bits change whenever the
+  // bytes move (a spill and restore), so still_valid catches that too.
+  if (word_state(word) != EntryState::Sealed || word_gen(word) != static_cast<std::uint32_t>(ref.id() >> 32U) ||
+      !word_valid(word)) {
+    return false;
+  }
   std::uint64_t offset = field(e.offset);
   std::uint64_t size = field(e.size);
   if (size > kUnpinnedReadMax || offset > geo().capacity || size > geo().capacity - offset) return false;

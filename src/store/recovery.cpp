@@ -54,6 +54,8 @@ void Session::reap_slot_locked(std::uint32_t s, bool died) {
       if (!word_valid(w) || word_owner(w) != s) continue;
       if (word_state(w) == EntryState::Reserved) {
         free_entry_locked(i, w);
+      } else if (word_state(w) == EntryState::Restoring) {
+        undo_restore_locked(i, w);  // its file still has it
       } else if (word_state(w) == EntryState::Writing) {
         // Rolled back: the data was never published, so nobody reads it;
         // waiters wake with WorkerFailed.
@@ -72,8 +74,10 @@ void Session::reap_slot_locked(std::uint32_t s, bool died) {
   // A process leaving still holds the lock (its claim on it stays until it
   // unlocks); a dead one's claim goes with it.
   if (s != slot_) store(slot(s).lock_seq, 0U);
+  store(slot(s).publishing, 0U);
   store(slot(s).state, static_cast<std::uint32_t>(SlotState::Free));
   atomic(h.live_slots[s / 64]).fetch_and(~(std::uint64_t{1} << (s % 64)));
+  atomic(h.subscribed[s / 64]).fetch_and(~(std::uint64_t{1} << (s % 64)));  // its subscriptions go with it
   if (died) {
     // Complete every deferred erase no live process pins any more. Not only
     // those this slot pinned: a process killed in unpin() after clearing its
@@ -134,6 +138,19 @@ void Session::publish_alloc_stats_locked() noexcept {
 // sees a consistent table whatever they do.
 std::size_t Session::repair_locked() {
   Header& h = header();
+  // A spill's commit cut short (Spilled, its extent not yet given back):
+  // undone if someone pins the object (and may read it now), else
+  // finished. Before the rebuild, which counts a Spilled entry's extent free.
+  for (std::uint32_t i = 0; i < geo().max_objects; ++i) {
+    Entry& e = entry(i);
+    std::uint64_t w = load(e.word);
+    if (!word_valid(w) || word_state(w) != EntryState::Spilled || field(e.extent) == 0) continue;
+    if (pinned_anywhere(i)) {
+      store(e.word, sealed_word(word_gen(w), field(e.restores)));
+    } else {
+      store(e.extent, std::uint64_t{0}, std::memory_order_relaxed);
+    }
+  }
   ExtentAllocator alloc = allocator();
   alloc.rebuild(&entry(0));
   // The live-slot mask, from the slots.
@@ -142,7 +159,8 @@ std::size_t Session::repair_locked() {
     for (std::uint32_t b = 0; b < 64; ++b) {
       if (static_cast<SlotState>(load(slot(w * 64 + b).state)) == SlotState::Live) live |= std::uint64_t{1} << b;
     }
-    store(h.live_slots[w], live);  // NOLINT
+    store(h.live_slots[w], live);             // NOLINT
+    atomic(h.subscribed[w]).fetch_and(live);  // NOLINT
   }
   // Names: a slot caught mid-write (odd seq) is dropped, the rest counted.
   std::vector<std::uint32_t> names(geo().max_objects, 0);
@@ -172,10 +190,12 @@ std::size_t Session::repair_locked() {
     store(e.names, names[i]);
     EntryState st = word_state(w);
     std::uint32_t owner = word_owner(w);
-    bool orphan = (st == EntryState::Writing || st == EntryState::Reserved) &&
+    bool orphan = (st == EntryState::Writing || st == EntryState::Reserved || st == EntryState::Restoring) &&
                   (owner >= kMaxProcesses || static_cast<SlotState>(load(slot(owner).state)) != SlotState::Live);
     if (orphan && st == EntryState::Reserved) {
       free_entry_locked(i, w);
+    } else if (orphan && st == EntryState::Restoring) {
+      undo_restore_locked(i, w);
     } else if (orphan) {
       if (atomic(e.word).compare_exchange_strong(w, make_word(EntryState::Abandoned, kNoOwner, word_gen(w)))) {
         release_extent_locked(e);
@@ -186,6 +206,7 @@ std::size_t Session::repair_locked() {
       free_entry_locked(i, w);
     }
   }
+  recount_spilled_locked();
   publish_alloc_stats_locked();
   return reap_dead_locked(true);
 }

@@ -3,12 +3,14 @@
 #include "store/session.hpp"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 
 #include "registry/fork_guard.hpp"
@@ -24,6 +26,10 @@ namespace sealstore::detail {
 namespace {
 
 static_assert(std::endian::native == std::endian::little, "the futex word is the low half of an entry's head word");
+
+// The spill directory's path must leave room, in the header's 256 bytes,
+// for nothing; in file names, for the segment's folder and the files in it.
+constexpr std::size_t kMaxSpillDirectory = 200;
 
 std::uint32_t default_max_objects(std::uint64_t capacity) {
   std::uint64_t n = capacity / (std::uint64_t{16} << 10U);
@@ -60,11 +66,14 @@ Session::Lock::Lock(const Session& s) : s_(const_cast<Session&>(s)) {  // NOLINT
   if (load(h.repair_pending) != 0) repair();
 }
 
-Session::Lock::~Lock() {
-  if (!released_) {
-    Peers peers(s_);
-    unlock_segment(s_.header().lock_word, s_.slot_, peers);
-  }
+Session::Lock::~Lock() { release(); }
+
+void Session::Lock::release() noexcept {
+  if (released_) return;
+  released_ = true;
+  Peers peers(s_);
+  unlock_segment(s_.header().lock_word, s_.slot_, peers);
+  if (local_.owns_lock()) local_.unlock();
 }
 
 void Session::Lock::repair() {
@@ -83,6 +92,7 @@ void Session::Lock::repair() {
 Session::Session(std::string name, Mapping map)
     : name_(std::move(name)), map_(std::move(map)), caches_(std::make_shared<CacheRegistry>()) {
   fork_epoch_ = process_epoch();
+  spills_ = map_.spill().enabled();
   pid_ = ::getpid();
   pid_ns_ = own_pid_namespace();
   // A batch moves at most 16 KiB (less in a small segment) and a 64th of
@@ -116,7 +126,30 @@ std::shared_ptr<Session> Session::create(std::string_view name, const CreateOpti
                           o.max_names,
                           o.mode,
                           o.prefault,
-                          o.huge_pages};
+                          o.huge_pages,
+                          {},
+                          0,
+                          0};
+  if (!o.spill_directory.empty()) {
+    if (!(o.spill_low_water > 0.0 && o.spill_low_water <= o.spill_high_water && o.spill_high_water <= 1.0)) {
+      throw Error(Errc::InvalidArgument,
+                  fmt::format("spill watermarks low {} and high {} for segment '{}' must satisfy 0 < low <= high <= 1",
+                              o.spill_low_water, o.spill_high_water, name));
+    }
+    std::error_code ec;
+    std::filesystem::path dir = std::filesystem::absolute(o.spill_directory, ec).lexically_normal();
+    std::string text = dir.string();
+    while (text.size() > 1 && text.back() == '/') text.pop_back();
+    if (ec || text.size() > kMaxSpillDirectory || text.find('\0') != std::string::npos) {
+      throw Error(Errc::InvalidArgument, fmt::format("spill directory '{}' for segment '{}' must be a path of at most "
+                                                     "{} bytes",
+                                                     o.spill_directory, name, kMaxSpillDirectory));
+    }
+    std::uint64_t capacity = round_up(o.capacity, kPageSize);
+    p.spill_dir = text;
+    p.spill_high = static_cast<std::uint64_t>(static_cast<double>(capacity) * o.spill_high_water);
+    p.spill_low = std::min(p.spill_high, static_cast<std::uint64_t>(static_cast<double>(capacity) * o.spill_low_water));
+  }
   Mapping m = Mapping::create(p);
   std::unique_ptr<Session> s(new Session(std::string(name), std::move(m)));
   s->join(Role::Owner, 0);
@@ -219,6 +252,7 @@ void Session::join(Role role, WorkerId id) {
   store(ps.worker_id, id);
   store(ps.role, static_cast<std::uint32_t>(role));
   store(ps.attached_ns, unix_now_ns());
+  store(ps.publishing, 0U);
   for (std::uint32_t l = 0; l < kStatLines; ++l) std::memset(&stats_line(mine, l), 0, sizeof(SlotStats));
   store(ps.state, static_cast<std::uint32_t>(SlotState::Live));
   atomic(h.live_slots[mine / 64]).fetch_or(std::uint64_t{1} << (mine % 64));
@@ -262,6 +296,11 @@ void Session::leave() noexcept {
     Lock lock(*this);
     drain_locked(cached);
     reap_slot_locked(slot_, false);
+    // The last process out of a removed segment takes its spill files along.
+    if (spills_ && no_live_slots()) {
+      struct stat st {};
+      if (::fstat(map_.fd(), &st) == 0 && st.st_nlink == 0) remove_spill_folder(map_.spill().dir);
+    }
   } catch (...) {  // NOLINT(bugprone-empty-catch): nothing to do in a destructor; recover() will
   }
   // Explicitly: a forked child may share our open file, and with it the lock.
@@ -279,6 +318,13 @@ void Session::check_writable() const {
         Errc::InvalidArgument,
         fmt::format("this handle on segment '{}' was inherited across fork(); attach again in the child", name_));
   }
+}
+
+bool Session::no_live_slots() const noexcept {
+  for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w) {
+    if (load(header().live_slots[w]) != 0) return false;  // NOLINT
+  }
+  return true;
 }
 
 bool Session::slot_lock_held(std::uint32_t s) const {

@@ -9,6 +9,8 @@
 //   names.cpp          bind, lookup, unbind
 //   recovery.cpp       reaping the dead, repairing after a dead lock holder
 //   introspection.cpp  info, processes, objects
+//   spill.cpp          spilling sealed objects to files and restoring them
+//   events.cpp         the ring of seal events and its subscribers
 //
 // Thread-safe. Every value read from the segment is bounded against this
 // process's own copy of the geometry before it is used.
@@ -24,6 +26,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "alloc/extent_allocator.hpp"
@@ -32,6 +35,7 @@
 #include "sealstore/ref.hpp"
 #include "sealstore/stats.hpp"
 #include "sealstore/store.hpp"
+#include "sealstore/subscription.hpp"
 #include "sealstore/value.hpp"
 #include "sealstore/view.hpp"
 #include "segment/layout.hpp"
@@ -41,6 +45,9 @@ namespace sealstore::detail {
 
 // Longer reasons given to Store::fail are cut to this many bytes.
 inline constexpr std::size_t kMaxFailureReason = 4096;
+// A write short of room spills and tries again this many times before it
+// takes any room there is, above the high watermark or not.
+inline constexpr int kRoomAttempts = 3;
 // Objects up to this size are materialized without a pin (copied, then the
 // entry checked unchanged).
 inline constexpr std::uint64_t kUnpinnedReadMax = 4096;
@@ -135,6 +142,22 @@ class Session {
   // ---- recovery (recovery.cpp)
   std::size_t recover();
 
+  // ---- spilling (spill.cpp)
+  bool spills() const noexcept { return spills_; }
+  // Store::spill.
+  bool spill(const RemoteRef& ref);
+  // Removes the spill folder of a segment nobody uses any more.
+  static void remove_spill_folder(const std::string& folder) noexcept;
+
+  // ---- seal events (events.cpp)
+  // Marks this process as subscribed; returns the sequence of the next event.
+  std::uint64_t subscribe();
+  void unsubscribe() noexcept;
+  // The event at position, or the first after it still in the ring (what
+  // was lost is added to missed); false if none came by the deadline.
+  bool next_event(std::uint64_t& position, std::uint64_t& missed, SealEvent& out, Deadline deadline,
+                  std::chrono::nanoseconds spin);
+
   // Throws InvalidArgument if this handle cannot change the store (observer,
   // or inherited across fork).
   void check_writable() const;
@@ -181,6 +204,7 @@ class Session {
   // quick form trusts a held lock byte without asking /proc.
   bool slot_alive(std::uint32_t s) const;
   bool slot_lock_held(std::uint32_t s) const;
+  bool no_live_slots() const noexcept;
   std::uint32_t index_of(const RemoteRef& ref) const;
   RemoteRef ref_of(std::uint32_t index, std::uint32_t gen) const;
   [[noreturn]] void throw_gone(const RemoteRef& ref, const Entry& e, std::uint64_t word) const;
@@ -191,7 +215,10 @@ class Session {
 
   // ---- write_path.cpp
   std::optional<Claim> begin_write_cached(std::uint64_t size, const ValueType& type);
-  Claim begin_write_locked(const RemoteRef* target, std::uint64_t size, const ValueType& type);
+  // want_room: give up (nullopt) rather than fail when short of room or
+  // above the high watermark, so the caller can spill and come back.
+  std::optional<Claim> begin_write_locked(const RemoteRef* target, std::uint64_t size, const ValueType& type,
+                                          bool want_room);
   void fill_entry(Entry& e, std::uint64_t size, const ValueType& type) noexcept;
   bool refill(ThreadCache& tc, std::uint32_t c);
   // A full bin gives half to the depot; a full depot gives to the segment.
@@ -202,9 +229,55 @@ class Session {
   // ---- read_path.cpp
   void pin(std::uint32_t index) noexcept;
   bool pinned_anywhere(std::uint32_t index) const noexcept;
+  // Pinned by anyone but the one pin this thread holds itself.
+  bool pinned_by_others(std::uint32_t index) const noexcept;
   static bool spin_until_settled(const Entry& e, std::chrono::nanoseconds spin, Deadline deadline);
   void wait_for_change(Entry& e, std::uint64_t seen, const RemoteRef& ref, Deadline deadline);
   void pinned_view(const RemoteRef& ref, std::uint32_t index, Entry& e, Pinned& out);
+
+  // ---- spill.cpp
+  enum class SpillOutcome { Spilled, Busy };
+  // Spills the entry if its head word is still w (Sealed) and nobody pins
+  // it. Takes the lock twice, around the file's write.
+  SpillOutcome spill_entry(std::uint32_t index, std::uint64_t w);
+  // The last step, under the lock: the word goes Spilled unless a pin
+  // other than the spiller's own got in first.
+  bool commit_spill_locked(std::uint32_t index, std::uint64_t w);
+  // Spills, least recently fetched first, until `bytes` more fit below the
+  // low watermark, or nothing more can be spilled. Takes the lock.
+  void make_room(std::uint64_t bytes);
+  // The next victim of the clock: a Sealed entry nobody pins and nobody
+  // fetched since the hand last passed.
+  std::optional<std::pair<std::uint32_t, std::uint64_t>> pick_victim_locked();
+  // Fetch found ref's entry Spilled (word w): reads it back into the
+  // segment, or returns at once if someone else got to it first.
+  void restore(const RemoteRef& ref, std::uint32_t index, std::uint64_t w);
+  // Whether a write of `bytes` more would take used bytes above the high
+  // watermark.
+  bool above_high_water(std::uint64_t bytes) const noexcept;
+  // Pinned and half-written bytes, by whom: why nothing more can be spilled.
+  std::string pinned_report_locked() const;
+  std::string spill_path(std::uint32_t index, std::uint32_t gen) const;
+  // A Spilled entry back in the segment (Restoring's undo), or a spill
+  // whose commit was cut short undone: the word for a sealed object that
+  // was restored `restores` times.
+  static std::uint64_t sealed_word(std::uint32_t gen, std::uint32_t restores) noexcept {
+    return make_word(EntryState::Sealed, restores == 0 ? kNoOwner : restores % kNoOwner, gen);
+  }
+  // A Restoring entry whose restorer died goes back to Spilled.
+  void undo_restore_locked(std::uint32_t index, std::uint64_t w) noexcept;
+  // Counts spilled objects and bytes again from the table.
+  void recount_spilled_locked() noexcept;
+
+  // ---- events.cpp
+  EventSlot& event_slot(std::uint64_t seq) const noexcept {
+    return reinterpret_cast<EventSlot*>(map_.base() + geo().events_offset)[seq % kEventSlots];  // NOLINT
+  }
+  bool anyone_subscribed() const noexcept;
+  // Publishes the seal of entry index (its fields as the sealer wrote them).
+  void publish_seal(std::uint32_t index, std::uint32_t gen, const Entry& e) noexcept;
+  // Whether some live process has claimed an event it has not published.
+  bool someone_publishing() const;
 
   // ---- erase.cpp
   // Frees an ErasePending entry of generation gen that nobody pins: into
@@ -242,6 +315,9 @@ class Session {
   std::uint64_t fork_epoch_ = 0;
   std::array<std::uint32_t, kClasses> batch_{};  // records moved per refill or spill, by class
   std::shared_ptr<CacheRegistry> caches_;
+  bool spills_ = false;                   // the segment spills (its SpillConfig is set)
+  std::mutex events_mu_;                  // subscriptions_ and our subscribed bit change together
+  std::uint32_t subscriptions_ = 0;       // this process's Subscriptions; under events_mu_
   std::mutex lock_mu_;                    // this process's threads take the segment lock one at a time
   std::atomic<bool> owners_gone_{false};  // the last Store let go
   std::atomic<bool> ending_{false};       // someone is deleting it

@@ -21,6 +21,9 @@ class Session::Lock {
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
 
+  // Lets go before the scope ends (once).
+  void release() noexcept;
+
   // Dead processes the repair reaped.
   std::size_t reaped() const noexcept { return reaped_; }
 

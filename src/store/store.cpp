@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,12 +37,33 @@ std::string Store::path_of(std::string_view name, std::string_view directory) {
   return detail::segment_path(name, directory);
 }
 
+std::string Store::spill_folder(std::string_view name, std::string_view directory) {
+  std::string path = path_of(name, directory);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return {};
+  std::string folder = detail::spill_folder_of(fd, name);
+  ::close(fd);
+  return folder;
+}
+
 bool Store::remove(std::string_view name, std::string_view directory) {
   std::string path = path_of(name, directory);
-  if (::unlink(path.c_str()) == 0) return true;
-  if (errno == ENOENT) return false;
-  Errc code = (errno == EACCES || errno == EPERM) ? Errc::PermissionDenied : Errc::InvalidArgument;
-  throw Error(code, fmt::format("cannot remove segment file {}: {}", path, std::strerror(errno)));
+  // Its spill folder goes too, now if nobody is attached (nobody holds the
+  // file's shared flock), else with the last process to detach.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  std::string folder = fd >= 0 ? detail::spill_folder_of(fd, name) : std::string();
+  if (::unlink(path.c_str()) != 0) {
+    int err = errno;
+    if (fd >= 0) ::close(fd);
+    if (err == ENOENT) return false;
+    Errc code = (err == EACCES || err == EPERM) ? Errc::PermissionDenied : Errc::InvalidArgument;
+    throw Error(code, fmt::format("cannot remove segment file {}: {}", path, std::strerror(err)));
+  }
+  if (fd >= 0) {
+    if (!folder.empty() && ::flock(fd, LOCK_EX | LOCK_NB) == 0) detail::Session::remove_spill_folder(folder);
+    ::close(fd);
+  }
+  return true;
 }
 
 std::vector<std::string> Store::list(std::string_view directory) {

@@ -106,10 +106,16 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
     throw Error(Errc::OutOfMemory, fmt::format("an object of {} bytes cannot fit in segment '{}' of capacity {} bytes",
                                                size, name_, geo().capacity));
   }
-  if (target == nullptr && size > 0 && size <= kSmallMax) {
+  if (target == nullptr && size > 0 && size <= kSmallMax && !above_high_water(kSmallMax)) {
     if (auto c = begin_write_cached(size, type)) return *c;
   }
-  return begin_write_locked(target, size, type);
+  if (!spills_) return *begin_write_locked(target, size, type, false);
+  // Short of room (or above the high watermark): spill, then try again; in
+  // the end, take any room there is, whatever the watermark says.
+  for (int attempt = 0;; ++attempt) {
+    if (auto c = begin_write_locked(target, size, type, attempt < kRoomAttempts)) return *c;
+    make_room(footprint(size));
+  }
 }
 
 // The lock-free path: an entry and extent of the size's class from this
@@ -146,7 +152,8 @@ std::optional<Session::Claim> Session::begin_write_cached(std::uint64_t size, co
   }
 }
 
-Session::Claim Session::begin_write_locked(const RemoteRef* target, std::uint64_t size, const ValueType& type) {
+std::optional<Session::Claim> Session::begin_write_locked(const RemoteRef* target, std::uint64_t size,
+                                                          const ValueType& type, bool want_room) {
   std::uint32_t target_index = target != nullptr ? index_of(*target) : 0;
   Lock lock(*this);
   ExtentAllocator alloc = allocator();
@@ -163,7 +170,7 @@ Session::Claim Session::begin_write_locked(const RemoteRef* target, std::uint64_
                               field(entry(index).creator_id), field(entry(index).creator_pid)));
     }
     if (st != EntryState::Unfilled) {
-      if (st == EntryState::Sealed || st == EntryState::Abandoned) {
+      if (is_sealed(st) || st == EntryState::Abandoned) {
         throw Error(Errc::AlreadySealed, fmt::format("{} is already filled ({}); a ref is filled once",
                                                      target->to_string(), state_name(st)));
       }
@@ -172,14 +179,18 @@ Session::Claim Session::begin_write_locked(const RemoteRef* target, std::uint64_
   }
   std::uint64_t bytes = footprint(size);
   ExtentAllocator::Extent x{};
+  if (want_room && above_high_water(bytes)) return std::nullopt;
   if (bytes > 0) {
     auto got = alloc.allocate(bytes);
     if (!got && steal_reserved_locked() > 0) got = alloc.allocate(bytes);
+    if (!got && want_room) return std::nullopt;
     if (!got) {
       throw Error(Errc::OutOfMemory,
                   fmt::format("an object of {} bytes does not fit in segment '{}': {} of {} bytes free, the largest "
-                              "free block is {} bytes",
-                              size, name_, alloc.free_bytes(), geo().capacity, alloc.largest_free()));
+                              "free block is {} bytes{}",
+                              size, name_, alloc.free_bytes(), geo().capacity, alloc.largest_free(),
+                              spills_ ? fmt::format("; nothing more can be spilled: {}", pinned_report_locked())
+                                      : std::string()));
     }
     x = *got;
   }
@@ -237,6 +248,11 @@ void Session::seal(std::uint32_t index, std::uint32_t gen, ThreadCache* tc) {
   check_writable();
   Entry& e = entry(index);
   std::uint64_t want = make_word(EntryState::Writing, slot_, gen);
+  // Subscribers hear of the seal from the entry as we wrote it, copied
+  // while it is still ours (after the seal anyone may erase it).
+  bool tell = anyone_subscribed();
+  Entry sealed{};
+  if (tell) std::memcpy(&sealed, &e, sizeof(Entry));
   // seq_cst, then the waiter count: pairs with wait_for_change's count,
   // then word (a release here could let the count be read first, and a
   // waiter registering just then would sleep through the seal).
@@ -247,6 +263,7 @@ void Session::seal(std::uint32_t index, std::uint32_t gen, ThreadCache* tc) {
   if (tc == nullptr) tc = &caches_->mine();
   atomic(stats_line(slot_, tc->line).objects_sealed).fetch_add(1, std::memory_order_relaxed);
   if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
+  if (tell) publish_seal(index, gen, sealed);
 }
 
 void Session::abort(std::uint32_t index, std::uint32_t gen) noexcept {
@@ -303,7 +320,7 @@ void Session::fail(const RemoteRef& ref, std::string_view reason) {
                                                    field(e.creator_id), field(e.creator_pid)));
     }
     release_extent_locked(e);  // its writer died: roll the write back as recovery would, then fail it
-  } else if (st == EntryState::Sealed) {
+  } else if (is_sealed(st)) {
     throw Error(Errc::AlreadySealed, fmt::format("cannot fail {}: it is already sealed", ref.to_string()));
   } else if (st == EntryState::Abandoned && (field(e.flags) & kFailed) != 0) {
     throw Error(Errc::AlreadySealed, fmt::format("cannot fail {}: it has failed already", ref.to_string()));

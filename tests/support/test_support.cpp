@@ -10,7 +10,9 @@
 #include <gtest/gtest.h>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -43,6 +45,25 @@ SegmentGuard::~SegmentGuard() {
     Store::remove(name_);
   } catch (...) {  // NOLINT(bugprone-empty-catch): best effort in a destructor
   }
+}
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/sealstore-test-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp " + pattern + " failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::size_t TempDir::files() const {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(path_, ec)) n += e.is_regular_file() ? 1U : 0U;
+  return n;
 }
 
 CreateOptions small_options(std::uint64_t capacity) {

@@ -29,6 +29,22 @@ class SegmentGuard {
   std::string name_;
 };
 
+// A fresh directory for spill files (under $TMPDIR or /tmp), removed with
+// everything in it when the guard goes.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  // Regular files anywhere below it.
+  std::size_t files() const;
+
+ private:
+  std::string path_;
+};
+
 // A small store for one test.
 sealstore::CreateOptions small_options(std::uint64_t capacity = std::uint64_t{16} << 20U);
 

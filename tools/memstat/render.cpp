@@ -259,12 +259,22 @@ std::string join_names(const std::vector<std::string>& names) {
   return out.empty() ? "-" : out;
 }
 
+// Where a sealed object's bytes are: "segment", "spill", "restoring", and
+// "+file" when a spill file holds a copy too.
+std::string place_text(const ObjectInfo& o) {
+  if (o.state != ObjectState::Sealed) return "-";
+  std::string out(to_string(o.place));
+  if (o.place == Place::Segment && o.spill_file) out += "+file";
+  return out;
+}
+
 std::string objects_text(const Options& o, const Snapshot& s, const Snapshot* prev) {
   Table t({{"REF", Align::Left},
            {"NAME", Align::Left},
            {"SIZE", Align::Right},
            {"TYPE", Align::Left},
            {"STATE", Align::Left},
+           {"PLACE", Align::Left},
            {"CREATOR", Align::Left},
            {"PINNED BY", Align::Left},
            {"AGE", Align::Right}});
@@ -279,7 +289,7 @@ std::string objects_text(const Options& o, const Snapshot& s, const Snapshot* pr
       creator += fmt::format(", filled by {}", obj->sealed_by);
     }
     t.add_row({obj->ref.to_string(), join_names(obj->names), human_size(obj->size), obj->type.describe(),
-               std::string(to_string(obj->state)), creator, pins.empty() ? "-" : pins,
+               std::string(to_string(obj->state)), place_text(*obj), creator, pins.empty() ? "-" : pins,
                human_age(seconds_between(s.time_unix_ns, obj->created_unix_ns))});
     bytes += obj->size;
   }
@@ -291,6 +301,9 @@ std::string objects_text(const Options& o, const Snapshot& s, const Snapshot* pr
   if (!filter.empty()) out += fmt::format("Showing {} of {} objects:{}\n", shown.size(), s.objects.size(), filter);
   out += shown.empty() && filter.empty() ? "No objects.\n" : t.render();
   out += "\nPINNED BY lists worker ids (see the processes view); AGE is since the object was made.\n";
+  if (!s.segment.spill_directory.empty()) {
+    out += "PLACE: segment, spill (only in its spill file; a fetch restores it), +file (a spill file has a copy).\n";
+  }
   out += deferred_text(s);
   return out;
 }
@@ -325,6 +338,20 @@ std::string segment_text(const Options& o, const Snapshot& s, const Snapshot* pr
   t.add_row({"processes", fmt::format("{} attached ({} alive, {} dead not yet reaped)", s.processes.size(), alive,
                                       s.processes.size() - alive)});
   t.add_row({"recoveries", fmt::format("{} dead process{} cleaned up", g.recoveries, g.recoveries == 1 ? "" : "es")});
+  if (g.spill_directory.empty()) {
+    t.add_row({"spilling", "off"});
+  } else {
+    t.add_row({"spill folder", g.spill_directory});
+    t.add_row({"spilled", with_delta(fmt::format("{} object{}, {}", g.spilled_objects,
+                                                 g.spilled_objects == 1 ? "" : "s", human_size(g.spilled_bytes)),
+                                     d ? diff(g.spilled_bytes, p->spilled_bytes) : 0, d)});
+    t.add_row({"spills, restores", fmt::format("{} spilled, {} restored", g.spills, g.restores)});
+    t.add_row({"watermarks", fmt::format("spill above {} ({}) down to {} ({})", human_size(g.spill_high),
+                                         percent(static_cast<double>(g.spill_high), static_cast<double>(g.capacity)),
+                                         human_size(g.spill_low),
+                                         percent(static_cast<double>(g.spill_low), static_cast<double>(g.capacity)))});
+  }
+  t.add_row({"seal events", fmt::format("{} published", g.seal_events)});
   t.add_row({"created", fmt::format("{} ({} ago)", local_time(g.created_unix_ns),
                                     human_age(seconds_between(s.time_unix_ns, g.created_unix_ns)))});
   std::string table = t.render();
@@ -375,6 +402,13 @@ void json_segment(JsonWriter& j, const Snapshot& s) {
   j.member("objects", g.objects).member("max_objects", g.max_objects);
   j.member("processes", static_cast<std::uint32_t>(s.processes.size())).member("processes_alive", alive);
   j.member("recoveries", g.recoveries).member("created_unix_ns", g.created_unix_ns);
+  j.key("spill").begin_object();
+  j.member("enabled", !g.spill_directory.empty()).member("folder", g.spill_directory);
+  j.member("high", g.spill_high).member("low", g.spill_low);
+  j.member("spilled_objects", g.spilled_objects).member("spilled_bytes", g.spilled_bytes);
+  j.member("spills", g.spills).member("restores", g.restores);
+  j.end_object();
+  j.member("seal_events", g.seal_events);
   j.end_object();
 }
 
@@ -514,6 +548,7 @@ void json_objects(JsonWriter& j, const Options& o, const Snapshot& s) {
     for (const auto& n : obj->names) j.value(n);
     j.end_array();
     j.member("size", obj->size).member("type", obj->type.describe()).member("state", to_string(obj->state));
+    j.member("place", to_string(obj->place)).member("spill_file", obj->spill_file);
     j.key("creator").begin_object().member("worker_id", obj->creator).member("pid", obj->creator_pid).end_object();
     j.key("sealed_by")
         .begin_object()

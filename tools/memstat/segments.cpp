@@ -1,5 +1,6 @@
 #include "segments.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -115,6 +116,27 @@ std::vector<GcDecision> plan_gc(std::vector<SegmentListing> segments, double min
   return out;
 }
 
+namespace {
+
+// The spill files in folder (regular files only; nothing below), then it.
+void remove_spill_folder(const std::string& folder) {
+  int dfd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0) return;
+  DIR* dir = ::fdopendir(dfd);
+  if (dir == nullptr) {
+    ::close(dfd);
+    return;
+  }
+  while (const dirent* e = ::readdir(dir)) {
+    std::string_view n = e->d_name;                            // NOLINT
+    if (n != "." && n != "..") ::unlinkat(dfd, e->d_name, 0);  // NOLINT
+  }
+  ::closedir(dir);
+  ::rmdir(folder.c_str());
+}
+
+}  // namespace
+
 void remove_if_unused(GcDecision& d) {
   if (!d.remove) return;
   d.remove = false;
@@ -147,6 +169,7 @@ void remove_if_unused(GcDecision& d) {
     ::close(fd);
     return;
   }
+  std::string folder = Store::spill_folder(d.segment.name, path.substr(0, path.rfind('/')));
   if (::unlink(path.c_str()) != 0) {
     d.reason = fmt::format("cannot remove {}: {}", path, std::strerror(errno));
     ::close(fd);
@@ -154,6 +177,7 @@ void remove_if_unused(GcDecision& d) {
   }
   ::close(fd);
   d.remove = true;
+  if (!folder.empty()) remove_spill_folder(folder);
 }
 
 }  // namespace sealstore::memstat
