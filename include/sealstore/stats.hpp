@@ -104,6 +104,7 @@ struct SegmentInfo {
   std::uint64_t spills = 0;
   std::uint64_t restores = 0;
   std::uint64_t seal_events = 0;  // seal events published so far (while anyone subscribed)
+  std::uint32_t subscribers = 0;  // processes with a Subscription
 };
 
 }  // namespace sealstore

@@ -351,7 +351,8 @@ std::string segment_text(const Options& o, const Snapshot& s, const Snapshot* pr
                                          human_size(g.spill_low),
                                          percent(static_cast<double>(g.spill_low), static_cast<double>(g.capacity)))});
   }
-  t.add_row({"seal events", fmt::format("{} published", g.seal_events)});
+  t.add_row({"seal events", fmt::format("{} published, {} subscribed process{}", g.seal_events, g.subscribers,
+                                        g.subscribers == 1 ? "" : "es")});
   t.add_row({"created", fmt::format("{} ({} ago)", local_time(g.created_unix_ns),
                                     human_age(seconds_between(s.time_unix_ns, g.created_unix_ns)))});
   std::string table = t.render();
@@ -408,7 +409,7 @@ void json_segment(JsonWriter& j, const Snapshot& s) {
   j.member("spilled_objects", g.spilled_objects).member("spilled_bytes", g.spilled_bytes);
   j.member("spills", g.spills).member("restores", g.restores);
   j.end_object();
-  j.member("seal_events", g.seal_events);
+  j.member("seal_events", g.seal_events).member("subscribers", g.subscribers);
   j.end_object();
 }
 

@@ -180,6 +180,14 @@ class HostileWorker {
       case 10: {
         sealstore::SegmentInfo i = store_->info();
         sink_ += i.used + store_->objects().size() + store_->processes().size();
+        // Seal events, read from a ring the scribbler writes over too:
+        // whatever they say, the refs they name are only refs.
+        if (!events_) events_.emplace(store_->subscribe());
+        for (int k = 0; k < 32; ++k) {
+          auto ev = events_->try_next();
+          if (!ev) break;
+          remember(ev->ref);
+        }
         break;
       }
       default: {
@@ -201,6 +209,7 @@ class HostileWorker {
   std::vector<Range> mapped_;
   std::vector<RemoteRef> refs_;
   std::vector<View> held_;  // declared after store_: destroyed first
+  std::optional<sealstore::Subscription> events_;
   std::uint64_t sink_ = 0;
 };
 

@@ -79,6 +79,7 @@ enum Op : std::uint32_t {
   kLookup,
   kRecover,
   kInspect,  // info, processes, objects
+  kSpill,    // --spill: spill a sealed object now (Store::spill)
   kAttach,   // a worker's attach at start
   kRetire,   // a worker detaches and exits normally
   kOps,

@@ -25,7 +25,10 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <charconv>
+#include <cstdlib>
+#include <filesystem>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -78,6 +81,7 @@ class Supervisor {
     o.capacity = cfg_.capacity;
     o.max_objects = cfg_.max_objects;
     o.max_names = cfg_.workers * kNamesPerWorker;
+    o.spill_directory = cfg_.spill_dir;
     store_.emplace(Store::create(cfg_.segment, o));
     struct Remover {
       const std::string& name;
@@ -88,6 +92,19 @@ class Supervisor {
         }
       }
     } remover{cfg_.segment};
+    struct SpillRemover {  // the directory it spilled into, whatever happens
+      const std::string& dir;
+      ~SpillRemover() {
+        if (dir.empty()) return;
+        std::error_code ec;
+        std::filesystem::path root = std::filesystem::path(dir).parent_path();
+        if (root.filename().string().starts_with("sealstore-torture-")) {
+          std::filesystem::remove_all(root, ec);
+        } else {
+          std::filesystem::remove_all(dir, ec);
+        }
+      }
+    } spill_remover{cfg_.spill_dir};
     tag_ = store_->info().segment_tag;
     ledger_.area(me_).pid.store(::getpid());
     procs_.resize(cfg_.workers);
@@ -105,6 +122,7 @@ class Supervisor {
       auto wait =
           std::max(std::chrono::duration_cast<milliseconds>(std::min(next_kill, deadline) - now), milliseconds(0));
       watch(wait + milliseconds(1));
+      if (cfg_.spilling()) sample();
       if (Clock::now() >= next_kill) {
         auto k = static_cast<std::uint32_t>(rng_() % cfg_.workers);
         kill_and_clean(k);
@@ -131,6 +149,13 @@ class Supervisor {
   }
 
   void violation(const std::string& what) { ledger_.violation(me_, what); }
+
+  // How big the workload got: sealed objects and their bytes, wherever they are.
+  void sample() {
+    sealstore::SegmentInfo i = store_->info();
+    peak_objects_ = std::max<std::uint64_t>(peak_objects_, i.objects);
+    peak_bytes_ = std::max(peak_bytes_, i.used + i.spilled_bytes);
+  }
 
   void spawn(std::uint32_t k) {
     Proc& p = procs_[k];
@@ -382,6 +407,19 @@ class Supervisor {
       store_.emplace(Store::attach(cfg_.segment, observer));
       end_ = store_->info();
       empty_ = empty_segment_info();
+      if (cfg_.spilling()) {
+        // Every spill file went with its object.
+        std::error_code ec;
+        std::size_t files = 0;
+        for (const auto& f : std::filesystem::recursive_directory_iterator(cfg_.spill_dir, ec)) {
+          files += f.is_regular_file() ? 1U : 0U;
+        }
+        if (files != 0 || end_.spilled_objects != 0 || end_.spilled_bytes != 0) {
+          violation(fmt::format("after erasing everything: {} spill file(s) left, {} objects ({} bytes) counted "
+                                "spilled",
+                                files, end_.spilled_objects, end_.spilled_bytes));
+        }
+      }
       if (end_.objects != 0 || end_.used != 0 || end_.largest_free != end_.capacity || end_.free_extents != 1 ||
           end_.used != empty_.used || end_.largest_free != empty_.largest_free ||
           end_.free_extents != empty_.free_extents) {
@@ -456,6 +494,10 @@ class Supervisor {
     for (std::uint32_t op = 0; op < kOps; ++op) fmt::print(" {} {}", op_name(op), ops[op]);  // NOLINT
     fmt::print("\nkills: {} (SIGKILL, one every {}-{} ms), spawns: {}, retired: {}\n", counts_.kills,
                cfg_.kill_min.count(), cfg_.kill_max.count(), counts_.spawns, counts_.retired);
+    if (cfg_.spilling()) {
+      fmt::print("spilling into {}: {} spills, {} restores; at most {} objects ({} MiB) ever sealed at once\n",
+                 cfg_.spill_dir, end_.spills, end_.restores, peak_objects_, peak_bytes_ >> 20U);
+    }
     if (cfg_.hostile) {
       std::array<std::uint64_t, 16> errors{};
       for (std::uint32_t w = 0; w <= cfg_.workers; ++w) {
@@ -516,12 +558,15 @@ class Supervisor {
   Counts counts_;
   sealstore::SegmentInfo end_;
   sealstore::SegmentInfo empty_;
+  std::uint64_t peak_objects_ = 0;
+  std::uint64_t peak_bytes_ = 0;
 };
 
 constexpr const char* kUsage =
     "usage: sealstore-torture [--seconds N] [--workers N] [--capacity-mib N] [--max-objects N]\n"
     "                         [--max-object-kib N] [--kill-ms MIN-MAX] [--bound-ms N] [--seed N]\n"
-    "                         [--hostile] [--scribble-us N] [--verbose] [--help]\n";
+    "                         [--hostile] [--scribble-us N] [--spill | --spill-dir DIR]\n"
+    "                         [--verbose] [--help]\n";
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr, "sealstore-torture: %s\n%s", why.c_str(), kUsage);
@@ -546,6 +591,9 @@ constexpr const char* kUsage =
       "  --hostile           add a peer that scribbles random bytes over the segment's\n"
       "                      tables; honest workers may get errors, never crash or hang\n"
       "  --scribble-us N     mean time between the hostile peer's writes (default 500)\n"
+      "  --spill             the segment spills into a fresh directory (removed at the\n"
+      "                      end); the workload grows to several times the segment\n"
+      "  --spill-dir DIR     the same, into DIR (which must not exist yet)\n"
       "  --verbose           report progress as it goes\n",
       kUsage);
   std::exit(0);
@@ -561,6 +609,7 @@ std::uint64_t number(std::string_view flag, std::string_view text) {
 
 Config parse(int argc, char** argv) {
   Config c;
+  bool spill = false;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view a = args[i];
@@ -593,6 +642,12 @@ Config parse(int argc, char** argv) {
       c.hostile = true;
     } else if (a == "--scribble-us") {
       c.scribble_every = std::chrono::microseconds(number(a, value()));
+    } else if (a == "--spill") {
+      spill = true;
+    } else if (a == "--spill-dir") {
+      c.spill_dir = value();
+      if (c.spill_dir.empty()) usage("--spill-dir needs a directory");
+      if (::access(c.spill_dir.c_str(), F_OK) == 0) usage(fmt::format("--spill-dir {} exists already", c.spill_dir));
     } else if (a == "--verbose") {
       c.verbose = true;
     } else {
@@ -600,6 +655,14 @@ Config parse(int argc, char** argv) {
     }
   }
   if (c.workers < 1 || c.workers > 64) usage("--workers must be 1 to 64");
+  if (spill && !c.spill_dir.empty()) usage("--spill and --spill-dir do not go together");
+  if ((spill || !c.spill_dir.empty()) && c.hostile) usage("--spill and --hostile do not go together");
+  if (spill) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/sealstore-torture-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) usage(fmt::format("cannot make a directory {}", pattern));
+    c.spill_dir = pattern + "/spill";
+  }
   if (c.kill_min.count() < 1 || c.kill_max < c.kill_min) usage("--kill-ms needs 1 <= MIN <= MAX");
   if (c.max_objects < c.workers * 16) usage("--max-objects must be at least 16 per worker");
   if (c.max_object < kMinObject || c.max_object > c.capacity / 4)

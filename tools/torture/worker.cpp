@@ -55,6 +55,7 @@ constexpr std::array<std::uint32_t, kOps> kWeights = {
     40,   // lookup
     5,    // recover
     5,    // inspect
+    30,   // spill (with --spill only)
     0,    // attach (once, at start)
     1,    // retire (per 10 of the others' weight units, see choose())
 };
@@ -114,6 +115,7 @@ class Worker {
       case kLookup: return lookup();
       case kRecover: store_->recover(); return true;
       case kInspect: return inspect();
+      case kSpill: return spill();
       case kRetire:
         for (View& v : held_) check(v.bytes(), v.ref(), nullptr, "a held view, before retiring");
         held_.clear();
@@ -136,6 +138,7 @@ class Worker {
       if (op != kRetire) w[op] *= 10;  // NOLINT: retire stays rare, about one in 10000 operations
     }
     if (pressure_) w[kErase] *= 4;
+    if (!cfg_.spilling()) w[kSpill] = 0;
     std::uint32_t total = 0;
     for (auto x : w) total += x;
     auto r = static_cast<std::uint32_t>(rng_() % total);
@@ -155,8 +158,9 @@ class Worker {
         ++used_records;
       }
     }
-    pressure_ =
-        i.used * 10 > i.capacity * 6 || used_records * 10 > ledger_.records() * 7 || i.objects * 10 > i.max_objects * 7;
+    // Spilling, a full segment is the point: only the tables count.
+    bool full = !cfg_.spilling() && i.used * 10 > i.capacity * 6;
+    pressure_ = full || used_records * 10 > ledger_.records() * 7 || i.objects * 10 > i.max_objects * 7;
   }
 
   std::uint64_t pick_size() {
@@ -231,6 +235,9 @@ class Worker {
   void expect_changed(const Record& r, const Snapshot& snap, const Error& e, const char* what) {
     bool changed = r.state.load(std::memory_order_acquire) != snap.word;
     if (e.code() == Errc::NotFound && changed) return;
+    // Spilling, a restore finds no room while the others pin it all: the
+    // error says so, and the object stays whole in its file.
+    if (e.code() == Errc::OutOfMemory && cfg_.spilling()) return;
     violation(fmt::format("{} of recorded {} failed: {}", what, snap.ref.to_string(), e.what()));
   }
 
@@ -383,6 +390,10 @@ class Worker {
     if (!ref) return true;
     try {
       std::optional<View> v = store_->try_fetch(*ref);
+      // Spilling, try_fetch says "not now" while another process restores
+      // the object; a fetch then waits for that restore (a sealed object's
+      // restore ends within the bound; an unsealed one's seal might not).
+      if (!v && cfg_.spilling()) v = store_->fetch(*ref, cfg_.bound);
       if (!v) {
         violation(fmt::format("name '{}' resolves to {}, which is not sealed", name, ref->to_string()));
       } else {
@@ -391,6 +402,20 @@ class Worker {
     } catch (const Error& e) {
       if (e.code() != Errc::NotFound)
         violation(fmt::format("fetch of '{}' ({}): {}", name, ref->to_string(), e.what()));
+    }
+    return true;
+  }
+
+  // Spills a sealed object now (if nobody pins it), racing every fetch,
+  // erase and restore of it; then checks it reads back whole.
+  bool spill() {
+    Snapshot snap;
+    Record* r = pick(Kind::Sealed, false, snap);
+    if (r == nullptr) return false;
+    try {
+      store_->spill(snap.ref);
+    } catch (const Error& e) {
+      expect_changed(*r, snap, e, "spill");
     }
     return true;
   }

@@ -28,6 +28,11 @@ struct Config {
   // memory outside the segment's mappings and never block past the bound.
   bool hostile = false;
   std::chrono::microseconds scribble_every{500};  // on average
+  // Spilling: the segment spills into this directory, and the workload
+  // outgrows the segment several times (the workers erase by the ledger's
+  // fill, not the segment's).
+  std::string spill_dir;
+  bool spilling() const { return !spill_dir.empty(); }
 };
 
 // Names workers bind: "t<worker>.<n>", n < kNamesPerWorker.
