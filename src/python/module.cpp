@@ -83,6 +83,12 @@ auto wait_in_slices(Deadline deadline, Attempt attempt) {
 
 // ---- the Store handle
 
+// A Subscription and the Store it came from (kept while it lives).
+struct PySubscription {
+  std::shared_ptr<Store> keep;
+  Subscription sub;
+};
+
 // A Store shared by its Python object and calls in flight without the GIL,
 // so close() from another thread cannot pull the segment from under them.
 struct PyStore {
@@ -560,7 +566,14 @@ PYBIND11_MODULE(_sealstore, m) {
       .def_readonly("max_objects", &SegmentInfo::max_objects)
       .def_readonly("processes", &SegmentInfo::processes)
       .def_readonly("mode", &SegmentInfo::mode)
-      .def_readonly("file_size", &SegmentInfo::file_size);
+      .def_readonly("file_size", &SegmentInfo::file_size)
+      .def_readonly("spill_directory", &SegmentInfo::spill_directory)
+      .def_readonly("spilled_objects", &SegmentInfo::spilled_objects)
+      .def_readonly("spilled_bytes", &SegmentInfo::spilled_bytes)
+      .def_readonly("spills", &SegmentInfo::spills)
+      .def_readonly("restores", &SegmentInfo::restores)
+      .def_readonly("seal_events", &SegmentInfo::seal_events)
+      .def_readonly("subscribers", &SegmentInfo::subscribers);
   py::class_<ObjectInfo>(m, "ObjectInfo")
       .def_readonly("ref", &ObjectInfo::ref)
       .def_property_readonly("state", [](const ObjectInfo& o) { return std::string(to_string(o.state)); })
@@ -570,7 +583,66 @@ PYBIND11_MODULE(_sealstore, m) {
       .def_readonly("sealed_by", &ObjectInfo::sealed_by)
       .def_readonly("pinned_by", &ObjectInfo::pinned_by)
       .def_readonly("waiters", &ObjectInfo::waiters)
-      .def_readonly("names", &ObjectInfo::names);
+      .def_readonly("names", &ObjectInfo::names)
+      .def_property_readonly(
+          "place", [](const ObjectInfo& o) { return std::string(to_string(o.place)); },
+          "'segment', 'spill' (only in its spill file) or 'restoring'.")
+      .def_readonly("spill_file", &ObjectInfo::spill_file);
+  py::class_<SealEvent>(m, "SealEvent")
+      .def_readonly("sequence", &SealEvent::sequence)
+      .def_readonly("missed", &SealEvent::missed, "Events lost just before this one.")
+      .def_readonly("ref", &SealEvent::ref)
+      .def_property_readonly("type", [](const SealEvent& e) { return e.type.describe(); })
+      .def_readonly("size", &SealEvent::size)
+      .def_readonly("sealed_by", &SealEvent::sealed_by)
+      .def_readonly("sealed_by_pid", &SealEvent::sealed_by_pid)
+      .def("__repr__", [](const SealEvent& e) {
+        return "<sealstore.SealEvent " + std::to_string(e.sequence) + " " + e.ref.to_string() + " " +
+               e.type.describe() + ">";
+      });
+  py::class_<PySubscription>(m, "Subscription", "Seal events of a store, in seal order, from subscribe() on.")
+      .def(
+          "next",
+          [](PySubscription& s, std::optional<double> timeout) -> std::optional<SealEvent> {
+            if (!s.keep) invalid("this Subscription is closed");
+            Deadline deadline = deadline_after(timeout);
+            for (;;) {
+              std::chrono::nanoseconds slice = kWaitSlice;
+              if (deadline) {
+                auto left = *deadline - clock::now();
+                if (left < slice) slice = std::max(std::chrono::nanoseconds(0), std::chrono::nanoseconds(left));
+              }
+              std::optional<SealEvent> ev;
+              {
+                py::gil_scoped_release nogil;
+                ev = s.sub.next(slice);
+              }
+              if (ev || (deadline && clock::now() >= *deadline)) return ev;
+              if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+            }
+          },
+          py::arg("timeout") = py::none(),
+          "The next seal event, waiting (without the GIL) up to timeout seconds; None if none came.")
+      .def_property_readonly("position", [](const PySubscription& s) { return s.sub.position(); })
+      .def_property_readonly("missed", [](const PySubscription& s) { return s.sub.missed(); })
+      .def("close",
+           [](PySubscription& s) {
+             s.sub = Subscription();
+             s.keep.reset();
+           })
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", [](PySubscription& s) {
+        if (!s.keep) throw py::stop_iteration();
+        std::optional<SealEvent> ev;
+        for (;;) {
+          {
+            py::gil_scoped_release nogil;
+            ev = s.sub.next(kWaitSlice);
+          }
+          if (ev) return *ev;
+          if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+        }
+      });
   py::class_<ProcessInfo>(m, "ProcessInfo")
       .def_readonly("pid", &ProcessInfo::pid)
       .def_readonly("id", &ProcessInfo::id)
@@ -664,14 +736,18 @@ PYBIND11_MODULE(_sealstore, m) {
       .def_static(
           "create",
           [](const std::string& name, std::uint64_t capacity, std::uint32_t max_objects, std::uint32_t max_names,
-             std::uint32_t mode, bool prefault, bool huge_pages, const std::string& directory) {
-            CreateOptions o{capacity, max_objects, max_names, mode, prefault, huge_pages, directory};
+             std::uint32_t mode, bool prefault, bool huge_pages, const std::string& directory,
+             const std::string& spill_directory, double spill_high_water, double spill_low_water) {
+            CreateOptions o{capacity,  max_objects,     max_names,        mode,           prefault, huge_pages,
+                            directory, spill_directory, spill_high_water, spill_low_water};
             return PyStore{std::make_shared<Store>(Store::create(name, o))};
           },
           py::arg("name"), py::arg("capacity") = std::uint64_t{64} << 20U, py::kw_only(), py::arg("max_objects") = 0,
           py::arg("max_names") = 1024, py::arg("mode") = 0600, py::arg("prefault") = false,
-          py::arg("huge_pages") = false, py::arg("directory") = "",
-          "Creates segment NAME with CAPACITY bytes for objects and attaches as its owner.")
+          py::arg("huge_pages") = false, py::arg("directory") = "", py::arg("spill_directory") = "",
+          py::arg("spill_high_water") = 1.0, py::arg("spill_low_water") = 1.0,
+          "Creates segment NAME with CAPACITY bytes for objects and attaches as its owner. With spill_directory, "
+          "a full segment spills sealed objects there and a fetch reads them back.")
       .def_static(
           "attach",
           [](const std::string& name, bool prefault, bool huge_pages, const std::string& directory, bool observer,
@@ -792,6 +868,22 @@ PYBIND11_MODULE(_sealstore, m) {
           "lookup", [](const PyStore& s, const std::string& name) { return s.get()->lookup(name); }, py::arg("name"))
       .def(
           "unbind", [](const PyStore& s, const std::string& name) { return s.get()->unbind(name); }, py::arg("name"))
+      .def(
+          "spill",
+          [](const PyStore& s, const RemoteRef& ref) {
+            std::shared_ptr<Store> keep = s.get();
+            py::gil_scoped_release nogil;
+            return keep->spill(ref);
+          },
+          py::arg("ref"), "Spills ref to its file now and frees its space; False if pinned or not sealed.")
+      .def(
+          "subscribe",
+          [](const PyStore& s) {
+            std::shared_ptr<Store> keep = s.get();
+            Subscription sub = keep->subscribe();
+            return PySubscription{std::move(keep), std::move(sub)};
+          },
+          "Seal events from now on: sub.next(timeout), or iterate.")
       .def("info", [](const PyStore& s) { return s.get()->info(); })
       .def("processes", [](const PyStore& s) { return s.get()->processes(); })
       .def("objects", [](const PyStore& s) { return s.get()->objects(); })

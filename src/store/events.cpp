@@ -206,9 +206,15 @@ bool Session::next_event(std::uint64_t& position, std::uint64_t& missed, SealEve
     }
     if (deadline && now >= *deadline) return false;
     if (now < spin_until) {
+      // Poll the stamp (a pause between polls, the clock every 64) until it
+      // changes or the spin is over; then look again from the top.
+      auto until = deadline ? std::min(spin_until, *deadline) : spin_until;
+      for (unsigned i = 1; load(ev.stamp, std::memory_order_acquire) == stamp; ++i) {
+        if (i % 64 == 0 && clock::now() >= until) break;
 #if defined(__x86_64__) || defined(__i386__)
-      for (int k = 0; k < 64; ++k) __builtin_ia32_pause();
+        __builtin_ia32_pause();
 #endif
+      }
       continue;
     }
     auto slice = std::chrono::nanoseconds(head > p ? kPublishPatience : kSleepSlice);

@@ -147,6 +147,22 @@ class Verdicts(unittest.TestCase):
         self.assertEqual(verdict(r, "bounded spin").status, "missed")
 
 
+    def test_spill_and_restore_are_judged_on_bandwidth_against_the_file(self):
+        r = run_of(agg("spill/write/64M", bw_ratio=0.85, ns_per_op=3e7, baseline_ns_per_op=2.6e7),
+                   agg("spill/restore/64M", bw_ratio=0.7, ns_per_op=1e7, baseline_ns_per_op=7e6))
+        self.assertEqual(verdict(r, "spill of a 64 MiB object").status, "met")
+        self.assertEqual(verdict(r, "restore (fetch) of a spilled").status, "missed")
+
+    def test_the_4x_workload_needs_every_object_intact(self):
+        r = run_of(agg("spill/workload_4x", intact=256.0, objects=256.0, spills=500.0, restores=480.0))
+        v = verdict(r, "a workload 4x the segment")
+        self.assertEqual(v.status, "met")
+        self.assertIn("500 spills", v.detail)
+        r = run_of(agg("spill/workload_4x", intact=255.0, objects=256.0))
+        self.assertEqual(verdict(r, "a workload 4x the segment").status, "missed")
+        self.assertEqual(verdict(run_of(), "a workload 4x the segment").status, "not measured")
+
+
 class Comparing(unittest.TestCase):
     def test_the_change_per_figure_is_signed_and_worded(self):
         old = run_of(agg("put/1M", ns_per_op=100.0), agg("gone/1", ns_per_op=1.0))

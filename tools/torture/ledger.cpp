@@ -75,8 +75,7 @@ std::uint64_t State::next(Kind k, std::int32_t by) const noexcept { return State
 const char* op_name(std::uint32_t op) noexcept {
   static constexpr const char* kNames[kOps] = {"put",     "write+seal", "fetch",   "wait-fetch", "materialize",
                                                "erase",   "hold",       "release", "bind",       "lookup",
-                                               "recover", "inspect",    "spill",   "attach",
-                                               "retire"};
+                                               "recover", "inspect",    "spill",   "attach",     "retire"};
   return op < kOps ? kNames[op] : "?";  // NOLINT
 }
 

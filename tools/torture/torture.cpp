@@ -27,10 +27,10 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <charconv>
-#include <cstdlib>
-#include <filesystem>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <random>
 #include <string_view>
@@ -415,9 +415,10 @@ class Supervisor {
           files += f.is_regular_file() ? 1U : 0U;
         }
         if (files != 0 || end_.spilled_objects != 0 || end_.spilled_bytes != 0) {
-          violation(fmt::format("after erasing everything: {} spill file(s) left, {} objects ({} bytes) counted "
-                                "spilled",
-                                files, end_.spilled_objects, end_.spilled_bytes));
+          violation(
+              fmt::format("after erasing everything: {} spill file(s) left, {} objects ({} bytes) counted "
+                          "spilled",
+                          files, end_.spilled_objects, end_.spilled_bytes));
         }
       }
       if (end_.objects != 0 || end_.used != 0 || end_.largest_free != end_.capacity || end_.free_extents != 1 ||
