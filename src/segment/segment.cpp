@@ -279,7 +279,7 @@ Mapping Mapping::create(const CreateParams& p) {
     m.spill_ = SpillConfig{p.spill_dir, spill_folder(p.spill_dir, p.name, g.segment_tag), p.spill_high, p.spill_low};
     // The directory (made if missing) and the segment's own folder in it,
     // with the segment's access: owner-only unless shared with the group.
-    auto dir_mode = static_cast<mode_t>(0700U | (p.mode & 0070U));
+    auto dir_mode = static_cast<mode_t>(0700U | ((p.mode & 0060U) != 0 ? 0070U : 0U));
     auto fail = [&](const std::string& path) {
       int err = errno;
       Errc code = err == EACCES || err == EPERM    ? Errc::PermissionDenied

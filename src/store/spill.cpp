@@ -51,6 +51,7 @@ constexpr std::size_t kIoChunk = std::size_t{1} << 30U;
 void write_file(const std::string& path, const std::byte* data, std::uint64_t size, mode_t mode) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0) throw_io(errno, "create", path);
+  ::fchmod(fd, mode);  // exactly the segment's access, whatever the umask
   std::uint64_t done = 0;
   while (done < size) {
     std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(size - done, kIoChunk));

@@ -750,6 +750,59 @@ TEST(Memstat, segment_view_reports_capacity_usage_and_the_backing_file) {
   EXPECT_NE(text.out.find("capacity      8.0 MiB"), std::string::npos) << text.out;
 }
 
+TEST(Memstat, a_spilling_segment_shows_its_spill_folder_counts_and_each_objects_place) {
+  TempDir dir;
+  TempDir spill("spill-");
+  CreateOptions o = dir.options(4 * kMiB);
+  o.spill_directory = spill.path();
+  Store s = Store::create("seg", o);
+  RemoteRef a = s.put(std::vector<std::uint8_t>(1 << 20, 1));
+  RemoteRef b = s.put(std::vector<std::uint8_t>(1 << 20, 2));
+  ASSERT_TRUE(s.spill(a));
+  ASSERT_TRUE(s.spill(b));
+  s.fetch(b);  // restored, its file kept
+  Subscription sub = s.subscribe();
+  Json doc = memstat_json({"--dir", dir.path(), "--segment", "seg", "segment"});
+  const Json& g = doc["segment"]["spill"];
+  EXPECT_TRUE(g["enabled"].boolean());
+  EXPECT_EQ(g["folder"].str(), s.info().spill_directory);
+  EXPECT_EQ(g["spilled_objects"].integer(), 1);
+  EXPECT_EQ(g["spilled_bytes"].integer(), 1 << 20);
+  EXPECT_EQ(g["spills"].integer(), 2);
+  EXPECT_EQ(g["restores"].integer(), 1);
+  EXPECT_EQ(doc["segment"]["subscribers"].integer(), 1);
+  Json objects = memstat_json({"--dir", dir.path(), "--segment", "seg", "objects"});
+  std::map<std::string, std::string> place;
+  for (const auto& obj : objects["objects"].array()) place[obj["ref"].str()] = obj["place"].str();
+  EXPECT_EQ(place[a.to_string()], "spill");
+  EXPECT_EQ(place[b.to_string()], "segment");
+  auto text = memstat({"--dir", dir.path(), "--segment", "seg", "objects"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("segment+file"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(" spill "), std::string::npos) << text.out;
+  auto seg = memstat({"--dir", dir.path(), "--segment", "seg", "segment"});
+  EXPECT_NE(seg.out.find("spilled           1 object, 1.0 MiB"), std::string::npos) << seg.out;
+  EXPECT_NE(seg.out.find("2 spilled, 1 restored"), std::string::npos) << seg.out;
+}
+
+TEST(Memstat, gc_removes_a_spilling_segments_spill_folder_with_it) {
+  TempDir dir;
+  TempDir spill("spill-");
+  std::string folder;
+  {
+    CreateOptions o = dir.options();
+    o.spill_directory = spill.path();
+    Store s = Store::create("spilled", o);
+    ASSERT_TRUE(s.spill(s.put(std::vector<int>(1000, 3))));
+    folder = s.info().spill_directory;
+  }
+  ASSERT_TRUE(std::filesystem::exists(folder));
+  auto r = memstat({"--dir", dir.path(), "--gc", "--yes", "--min-age", "0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(dir.has("spilled"));
+  EXPECT_FALSE(std::filesystem::exists(folder));
+}
+
 // ---- JSON schema
 
 void expect_type(const Json& obj, std::string_view key, bool (Json::*is)() const, bool nullable = false) {
