@@ -89,18 +89,28 @@ bool Session::anyone_subscribed() const noexcept {
   return any != 0;
 }
 
-void Session::publish_seal(std::uint32_t index, std::uint32_t gen, const Entry& e) noexcept {
+Session::SealNote Session::seal_note(const Entry& e) noexcept {
+  SealNote n{};
+  n.where = field(e.where);
+  n.whence = field(e.whence);
+  n.size = field(e.size);
+  TypeWords t{};
+  load_type_words(e, t);  // the shape only for an n-d array; zero otherwise
+  std::copy(t.begin(), t.end(), n.type.begin());
+  return n;
+}
+
+void Session::publish_seal(std::uint32_t index, std::uint32_t gen, const SealNote& note) noexcept {
   Header& h = header();
   EventFields f{};
   f.index = index;
   f.gen = gen;
-  f.where = field(e.where);
-  f.whence = field(e.whence);
+  f.where = note.where;
+  f.whence = note.whence;
   f.sealed_by = id_;
   f.pid = static_cast<std::int32_t>(pid_);
-  f.size = field(e.size);
-  load_type_words(e, f.type);
-  if (static_cast<ValueKind>(f.type[0] & 0xffU) != ValueKind::NdArray) std::fill(f.type.begin() + 2, f.type.end(), 0);
+  f.size = note.size;
+  std::copy(note.type.begin(), note.type.end(), f.type.begin());
   std::uint32_t& publishing = slot(slot_).publishing;
   atomic(publishing).fetch_add(1);  // seq_cst: marked before the draw, so a subscriber that sees the draw sees us
   std::uint64_t seq = atomic(h.event_head).fetch_add(1);

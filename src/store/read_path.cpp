@@ -67,7 +67,10 @@ bool Session::fetch(const RemoteRef& ref, Deadline deadline, bool wait, std::chr
         }
         unpin(index, gen);
         continue;
-      case EntryState::Spilled: restore(ref, index, w); continue;
+      case EntryState::Spilled:
+        if (!spills_) corrupt(fmt::format("{} is marked spilled, but the segment does not spill", ref.to_string()));
+        restore(ref, index, w);
+        continue;
       case EntryState::Restoring:
       case EntryState::Unfilled:
       case EntryState::Writing: {

@@ -18,6 +18,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -241,8 +242,8 @@ class Session {
   // it. Takes the lock twice, around the file's write.
   SpillOutcome spill_entry(std::uint32_t index, std::uint64_t w);
   // The last step, under the lock: the word goes Spilled unless a pin
-  // other than the spiller's own got in first.
-  bool commit_spill_locked(std::uint32_t index, std::uint64_t w);
+  // (other than the one the spiller holds, if own_pin) got in first.
+  bool commit_spill_locked(std::uint32_t index, std::uint64_t w, bool own_pin);
   // Spills, least recently fetched first, until `bytes` more fit below the
   // low watermark, or nothing more can be spilled. Takes the lock.
   void make_room(std::uint64_t bytes);
@@ -274,8 +275,15 @@ class Session {
     return reinterpret_cast<EventSlot*>(map_.base() + geo().events_offset)[seq % kEventSlots];  // NOLINT
   }
   bool anyone_subscribed() const noexcept;
-  // Publishes the seal of entry index (its fields as the sealer wrote them).
-  void publish_seal(std::uint32_t index, std::uint32_t gen, const Entry& e) noexcept;
+  // What a seal event tells of the object, read from its entry.
+  struct SealNote {
+    std::uint32_t where, whence;
+    std::uint64_t size;
+    std::array<std::uint64_t, 2 + kMaxRank> type;  // entry_view.hpp's TypeWords
+  };
+  static SealNote seal_note(const Entry& e) noexcept;
+  // Publishes the seal of entry index.
+  void publish_seal(std::uint32_t index, std::uint32_t gen, const SealNote& note) noexcept;
   // Whether some live process has claimed an event it has not published.
   bool someone_publishing() const;
 

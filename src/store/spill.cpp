@@ -134,7 +134,7 @@ Session::SpillOutcome Session::spill_entry(std::uint32_t index, std::uint64_t w)
     }
     std::uint32_t flags = field(e.flags);
     if ((flags & kSpillValid) != 0) {  // its file has it already
-      return commit_spill_locked(index, w) ? SpillOutcome::Spilled : SpillOutcome::Busy;
+      return commit_spill_locked(index, w, false) ? SpillOutcome::Spilled : SpillOutcome::Busy;
     }
     store(e.flags, flags | kSpillFile, std::memory_order_relaxed);
     pin(index);  // ours, while we write: an erase now leaves the free to our unpin
@@ -149,15 +149,15 @@ Session::SpillOutcome Session::spill_entry(std::uint32_t index, std::uint64_t w)
   Lock lock(*this);
   if (load(e.word) != w) return SpillOutcome::Busy;  // erased meanwhile: the free removes the file
   store(e.flags, field(e.flags) | kSpillValid, std::memory_order_relaxed);
-  return commit_spill_locked(index, w) ? SpillOutcome::Spilled : SpillOutcome::Busy;
+  return commit_spill_locked(index, w, true) ? SpillOutcome::Spilled : SpillOutcome::Busy;
 }
 
-bool Session::commit_spill_locked(std::uint32_t index, std::uint64_t w) {
+bool Session::commit_spill_locked(std::uint32_t index, std::uint64_t w, bool own_pin) {
   Entry& e = entry(index);
   std::uint32_t gen = word_gen(w);
   // seq_cst, then the pins: pairs with pin()'s bit (or count), then word.
   if (!atomic(e.word).compare_exchange_strong(w, make_word(EntryState::Spilled, kNoOwner, gen))) return false;
-  if (pinned_by_others(index)) {
+  if (own_pin ? pinned_by_others(index) : pinned_anywhere(index) || local_pins_[index].load() != 0) {  // NOLINT
     store(e.word, w);  // a fetch pinned it first and reads it now: the spill is off
     return false;
   }

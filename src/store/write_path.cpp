@@ -106,7 +106,7 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
     throw Error(Errc::OutOfMemory, fmt::format("an object of {} bytes cannot fit in segment '{}' of capacity {} bytes",
                                                size, name_, geo().capacity));
   }
-  if (target == nullptr && size > 0 && size <= kSmallMax && !above_high_water(kSmallMax)) {
+  if (target == nullptr && size > 0 && size <= kSmallMax && (!spills_ || !above_high_water(kSmallMax))) {
     if (auto c = begin_write_cached(size, type)) return *c;
   }
   if (!spills_) return *begin_write_locked(target, size, type, false);
@@ -248,11 +248,11 @@ void Session::seal(std::uint32_t index, std::uint32_t gen, ThreadCache* tc) {
   check_writable();
   Entry& e = entry(index);
   std::uint64_t want = make_word(EntryState::Writing, slot_, gen);
-  // Subscribers hear of the seal from the entry as we wrote it, copied
-  // while it is still ours (after the seal anyone may erase it).
+  // Subscribers hear of the seal from the entry as we wrote it, read while
+  // it is still ours (after the seal anyone may erase it).
   bool tell = anyone_subscribed();
-  Entry sealed{};
-  if (tell) std::memcpy(&sealed, &e, sizeof(Entry));
+  SealNote note{};
+  if (tell) note = seal_note(e);
   // seq_cst, then the waiter count: pairs with wait_for_change's count,
   // then word (a release here could let the count be read first, and a
   // waiter registering just then would sleep through the seal).
@@ -263,7 +263,7 @@ void Session::seal(std::uint32_t index, std::uint32_t gen, ThreadCache* tc) {
   if (tc == nullptr) tc = &caches_->mine();
   atomic(stats_line(slot_, tc->line).objects_sealed).fetch_add(1, std::memory_order_relaxed);
   if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
-  if (tell) publish_seal(index, gen, sealed);
+  if (tell) publish_seal(index, gen, note);
 }
 
 void Session::abort(std::uint32_t index, std::uint32_t gen) noexcept {

@@ -4,11 +4,13 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sealstore/sealstore.hpp"
@@ -320,6 +322,51 @@ TEST(Spill, a_lost_spill_file_is_a_clear_error_and_the_ref_stays_erasable) {
   EXPECT_EQ(s.info().used, 0U) << "the failed restore gave its space back";
   s.erase(r);
   EXPECT_EQ(dir.files(), 0U);
+}
+
+// Threads of one process share one pin bit: a spill must see a View taken
+// by another thread of its own process, however the two interleave, or the
+// View would read an extent freed and reused under it.
+TEST(Spill, a_view_in_another_thread_of_the_spilling_process_keeps_its_bytes) {
+  SegmentGuard g;
+  TempDir dir;
+  Store s = Store::create(g.name(), spilling(dir, 2 * kMiB));
+  constexpr std::size_t kWords = 64 * 1024;  // 256 KiB objects
+  RemoteRef x = s.put(pattern(42, kWords));
+  ASSERT_TRUE(s.spill(x));
+  s.fetch(x);  // restored: its file stays valid, so later spills write nothing (the quick path)
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> damaged{0};
+  std::atomic<std::uint64_t> reads{0};
+  std::thread reader([&] {
+    while (!stop.load()) {
+      View v = s.fetch(x);
+      auto words = v.as_span<std::uint32_t>();
+      for (std::size_t k = 0; k < words.size(); k += 97) {
+        if (words[k] != static_cast<std::uint32_t>(42U * 1000003U + k)) damaged.fetch_add(1);
+      }
+      reads.fetch_add(1);
+    }
+  });
+  std::thread writer([&] {  // reuses whatever space a spill frees
+    while (!stop.load()) {
+      try {
+        RemoteRef r = s.put(pattern(7, kWords));
+        s.erase(r);
+      } catch (const Error& e) {
+        if (e.code() != Errc::OutOfMemory) throw;
+      }
+    }
+  });
+  auto until = std::chrono::steady_clock::now() + 2s;
+  std::uint64_t spilled = 0;
+  while (std::chrono::steady_clock::now() < until) spilled += s.spill(x) ? 1U : 0U;
+  stop.store(true);
+  reader.join();
+  writer.join();
+  EXPECT_EQ(damaged.load(), 0U) << "after " << reads.load() << " reads and " << spilled << " spills";
+  EXPECT_GT(reads.load(), 0U);
+  EXPECT_EQ(s.materialize<std::vector<std::uint32_t>>(x), pattern(42, kWords));
 }
 
 }  // namespace
