@@ -803,6 +803,45 @@ TEST(Memstat, gc_removes_a_spilling_segments_spill_folder_with_it) {
   EXPECT_FALSE(std::filesystem::exists(folder));
 }
 
+TEST(Memstat, gc_with_spill_dir_removes_the_folders_of_segments_that_are_gone_and_keeps_the_rest) {
+  TempDir dir;
+  TempDir spill("spill-");
+  CreateOptions o = dir.options();
+  o.spill_directory = spill.path();
+  Store live = Store::create("live", o);
+  ASSERT_TRUE(live.spill(live.put(std::vector<int>(1000, 1))));
+  std::string live_folder = live.info().spill_directory;
+  // A segment removed while its only process used it, which then died:
+  // nothing is left to take its spill folder along.
+  Pipe removed;
+  std::string orphan;
+  Child owner([&] {
+    Store t = Store::create("gone", o);
+    t.spill(t.put(std::vector<int>(1000, 2)));
+    Store::remove("gone", dir.path());
+    removed.send();
+    ::pause();
+    return 0;
+  });
+  ASSERT_EQ(removed.receive(), 'x');
+  owner.kill(SIGKILL);
+  owner.wait();
+  for (const auto& e : std::filesystem::directory_iterator(spill.path())) {
+    if (e.path().string() != live_folder) orphan = e.path();
+  }
+  ASSERT_FALSE(orphan.empty());
+  auto r = memstat({"--dir", dir.path(), "--gc", "--yes", "--min-age", "0", "--spill-dir", spill.path(), "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  Json doc = parse_json(r.out);
+  ASSERT_EQ(doc["spill_folders_removed"].array().size(), 1U) << r.out;
+  EXPECT_EQ(doc["spill_folders_removed"].array()[0].str(), orphan);
+  EXPECT_FALSE(std::filesystem::exists(orphan));
+  EXPECT_TRUE(std::filesystem::exists(live_folder));
+  EXPECT_EQ(live.materialize<std::vector<int> >(live.objects().at(0).ref).at(999), 1);
+  auto bad = memstat({"--dir", dir.path(), "--spill-dir", spill.path()});
+  expect_exit(bad, 2, "--spill-dir applies to --gc only");
+}
+
 // ---- JSON schema
 
 void expect_type(const Json& obj, std::string_view key, bool (Json::*is)() const, bool nullable = false) {

@@ -104,6 +104,10 @@ Options parse_options(const std::vector<std::string>& args) {
     } else if (arg == "--min-age") {
       o.min_age_seconds = parse_seconds(arg, take_value("60"), 0, 1e9);
       gc_flags.push_back(arg);
+    } else if (arg == "--spill-dir") {
+      o.spill_dir = take_value("/var/tmp/jobs-spill");
+      if (o.spill_dir.empty()) throw UsageError("--spill-dir needs a directory");
+      gc_flags.push_back(arg);
     } else if (!arg.empty() && arg[0] == '-') {
       throw UsageError(fmt::format("unknown flag '{}'", args[i]));
     } else {
@@ -140,7 +144,7 @@ Options parse_options(const std::vector<std::string>& args) {
 std::string help_text() {
   return R"(Usage: sealstore-memstat [--segment NAME] [processes|objects|segment] [--json] [--watch SECONDS]
        sealstore-memstat --list [--json]
-       sealstore-memstat --gc [--segment NAME] [--yes] [--min-age SECONDS] [--json]
+       sealstore-memstat --gc [--segment NAME] [--yes] [--min-age SECONDS] [--spill-dir DIR] [--json]
 
 Shows where the memory of a sealstore segment is: per attached process, the
 segment's pages it maps (shared, counted once however many processes read
@@ -191,6 +195,11 @@ Options:
                        --gc: spare segments created less than SECONDS ago
                        (default 10), which may still be being set up
                          sealstore-memstat --gc --min-age 3600
+      --spill-dir DIR  --gc: also remove the spill folders in DIR (a segment's
+                       CreateOptions::spill_directory) whose segment is gone
+                       from the directory or is another incarnation (a
+                       segment removed while in use, whose last process died)
+                         sealstore-memstat --gc --spill-dir /var/tmp/jobs-spill
   -h, --help           this text
                          sealstore-memstat --help
       --version        the sealstore version

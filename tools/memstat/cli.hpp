@@ -38,6 +38,7 @@ struct Options {
   std::optional<ObjectState> state;
   bool yes = false;
   double min_age_seconds = 10;  // --gc: spare segments younger than this
+  std::string spill_dir;        // --gc --spill-dir: also remove spill folders whose segment is gone
   bool help = false;
   bool version = false;
 };

@@ -181,12 +181,35 @@ int gc(const Options& o) {
   if (candidates > 0 && confirmed) {
     for (auto& d : decisions) remove_if_unused(d);
   }
+  // Spill folders left by segments that are gone: found after the
+  // segments' own removal (which takes their folders along).
+  std::vector<std::string> orphans;
+  if (!o.spill_dir.empty() && (confirmed || candidates == 0)) {
+    orphans = orphan_spill_folders(o.spill_dir, o.directory);
+    if (!orphans.empty() && !o.yes) {
+      if (!o.json) {
+        std::string list;
+        for (const auto& f : orphans) list += "  " + f + "\n";
+        emit("Spill folders whose segment is gone:\n" + list);
+      }
+      std::fprintf(stderr, "Remove %zu spill folder%s? [y/N] ", orphans.size(), orphans.size() == 1 ? "" : "s");
+      std::fflush(stderr);
+      std::string answer;
+      std::getline(std::cin, answer);
+      if (answer.empty() || (answer[0] != 'y' && answer[0] != 'Y')) orphans.clear();
+      asked = true;
+    }
+    for (const auto& f : orphans) remove_spill_folder(f);
+  }
   if (o.json) {
-    emit(render_gc_json(decisions, dir, asked, confirmed || candidates == 0));
+    emit(render_gc_json(decisions, dir, asked, confirmed || candidates == 0, orphans));
   } else if (candidates > 0 && !confirmed) {
     emit("Nothing removed.\n");
   } else {
     emit(render_gc_text(decisions, true));
+  }
+  if (!o.json) {
+    for (const auto& f : orphans) emit(fmt::format("Removed spill folder {} (its segment is gone)\n", f));
   }
   if (o.segment && !decisions.front().remove && !(asked && !confirmed)) {
     return decisions.front().segment.status == SegmentStatus::NoAccess ? kExitPermission : kExitInUse;

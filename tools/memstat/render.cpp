@@ -728,7 +728,7 @@ std::string render_gc_text(const std::vector<GcDecision>& decisions, bool done) 
 }
 
 std::string render_gc_json(const std::vector<GcDecision>& decisions, const std::string& directory, bool asked,
-                           bool confirmed) {
+                           bool confirmed, const std::vector<std::string>& spill_folders) {
   JsonWriter j(true);
   j.begin_object();
   json_envelope(j, "gc", unix_now_ns());
@@ -746,6 +746,9 @@ std::string render_gc_json(const std::vector<GcDecision>& decisions, const std::
   }
   j.end_array();
   j.member("removed", static_cast<std::uint64_t>(removed));
+  j.key("spill_folders_removed").begin_array();
+  for (const auto& f : spill_folders) j.value(f);
+  j.end_array();
   j.end_object();
   return j.str() + "\n";
 }

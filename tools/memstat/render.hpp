@@ -26,7 +26,8 @@ std::string render_list_text(const std::vector<SegmentListing>& segments, const 
 std::string render_list_json(const std::vector<SegmentListing>& segments, const std::string& directory);
 
 std::string render_gc_text(const std::vector<GcDecision>& decisions, bool done);
+// spill_folders: the orphaned spill folders removed (--spill-dir).
 std::string render_gc_json(const std::vector<GcDecision>& decisions, const std::string& directory, bool asked,
-                           bool confirmed);
+                           bool confirmed, const std::vector<std::string>& spill_folders = {});
 
 }  // namespace sealstore::memstat

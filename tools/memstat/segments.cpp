@@ -116,8 +116,6 @@ std::vector<GcDecision> plan_gc(std::vector<SegmentListing> segments, double min
   return out;
 }
 
-namespace {
-
 // The spill files in folder (regular files only; nothing below), then it.
 void remove_spill_folder(const std::string& folder) {
   int dfd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -135,7 +133,37 @@ void remove_spill_folder(const std::string& folder) {
   ::rmdir(folder.c_str());
 }
 
-}  // namespace
+std::vector<std::string> orphan_spill_folders(const std::string& spill_dir, const std::string& directory) {
+  std::vector<std::string> out;
+  DIR* dir = ::opendir(spill_dir.c_str());
+  if (dir == nullptr) {
+    throw Error(errno == EACCES ? Errc::PermissionDenied : Errc::InvalidArgument,
+                fmt::format("cannot read spill directory {}: {}", spill_dir, std::strerror(errno)));
+  }
+  std::string root = spill_dir;
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  while (const dirent* e = ::readdir(dir)) {
+    std::string entry = e->d_name;  // NOLINT
+    // sealstore.NAME.TAG, TAG eight hex digits
+    constexpr std::string_view kPrefix = "sealstore.";
+    if (!entry.starts_with(kPrefix) || entry.size() < kPrefix.size() + 10 || entry[entry.size() - 9] != '.') continue;
+    std::string tag = entry.substr(entry.size() - 8);
+    if (tag.find_first_not_of("0123456789abcdef") != std::string::npos) continue;
+    std::string name = entry.substr(kPrefix.size(), entry.size() - kPrefix.size() - 9);
+    try {
+      Store::path_of(name);  // validates the name
+    } catch (const Error&) {
+      continue;
+    }
+    std::string folder = root + "/" + entry;
+    struct stat st {};
+    if (::lstat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    if (Store::spill_folder(name, directory) != folder) out.push_back(folder);
+  }
+  ::closedir(dir);
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 void remove_if_unused(GcDecision& d) {
   if (!d.remove) return;

@@ -61,4 +61,11 @@ std::vector<GcDecision> plan_gc(std::vector<SegmentListing> segments, double min
 // same file; else keeps it and says why. Never blocks.
 void remove_if_unused(GcDecision& d);
 
+// The folders in spill_dir named as a segment's spill folder
+// (sealstore.NAME.TAG) whose segment is not in directory, or is another
+// incarnation (another tag), or does not spill there.
+std::vector<std::string> orphan_spill_folders(const std::string& spill_dir, const std::string& directory);
+// Removes a spill folder: the regular files in it, then it.
+void remove_spill_folder(const std::string& folder);
+
 }  // namespace sealstore::memstat
