@@ -72,6 +72,7 @@ class Subscription {
   std::shared_ptr<detail::Session> session_;
   std::uint64_t position_ = 0;
   std::uint64_t missed_ = 0;
+  std::uint64_t pending_ = 0;  // lost, not yet reported in an event's `missed`
 };
 
 }  // namespace sealstore

@@ -119,16 +119,18 @@ enum class SlotState : std::uint32_t { Free = 0, Live = 1 };
 
 // One attached process. Claimed and freed under the lock.
 struct alignas(64) ProcessSlot {
-  std::uint32_t state;        // SlotState; under the lock, read atomically by everyone
-  std::int32_t pid;           // under the lock
-  std::uint64_t start_time;   // /proc/PID/stat field 22; pid + start time identify a process
-  std::uint32_t worker_id;    // under the lock
-  std::uint32_t role;         // sealstore::Role; under the lock
-  std::uint64_t attached_ns;  // CLOCK_REALTIME
-  std::uint64_t pid_ns;       // its pid namespace (registry/process.hpp), 0 if unknown; under the lock
-  std::uint32_t lock_seq;     // the segment lock's sequence while it holds the lock, else 0 (atomic, own)
-  std::uint32_t publishing;   // seal events it has claimed and not yet published (atomic, own)
-  std::uint64_t reserved[2];
+  std::uint32_t state;          // SlotState; under the lock, read atomically by everyone
+  std::int32_t pid;             // under the lock
+  std::uint64_t start_time;     // /proc/PID/stat field 22; pid + start time identify a process
+  std::uint32_t worker_id;      // under the lock
+  std::uint32_t role;           // sealstore::Role; under the lock
+  std::uint64_t attached_ns;    // CLOCK_REALTIME
+  std::uint64_t pid_ns;         // its pid namespace (registry/process.hpp), 0 if unknown; under the lock
+  std::uint32_t lock_seq;       // the segment lock's sequence while it holds the lock, else 0 (atomic, own)
+  std::uint32_t publishing;     // seal events it has claimed and not yet published (atomic, own)
+  std::uint32_t event_waiting;  // its threads asleep on the event bell, its share of event_waiters (atomic, own)
+  std::uint32_t reserved1;
+  std::uint64_t reserved2;
 };
 static_assert(sizeof(ProcessSlot) == 64);
 

@@ -289,6 +289,18 @@ Mapping Mapping::create(const CreateParams& p) {
           code, fmt::format("cannot create the spill directory {} of segment '{}': {}", path, p.name, errno_text(err)));
     };
     if (::mkdir(p.spill_dir.c_str(), dir_mode) != 0 && errno != EEXIST) fail(p.spill_dir);
+    // A directory that was there already must be one nobody else can
+    // rearrange under us: not a link, ours or root's, and if every user
+    // may write it, sticky (as /tmp is), so nobody can replace our folder.
+    struct stat root {};
+    if (::lstat(p.spill_dir.c_str(), &root) != 0) fail(p.spill_dir);
+    if (!S_ISDIR(root.st_mode) || (root.st_uid != ::geteuid() && root.st_uid != 0) ||
+        ((root.st_mode & S_IWOTH) != 0 && (root.st_mode & S_ISVTX) == 0)) {
+      throw Error(Errc::PermissionDenied,
+                  fmt::format("spill directory {} of segment '{}' must be a directory (not a link) owned by this "
+                              "user or root, and sticky if every user may write it",
+                              p.spill_dir, p.name));
+    }
     if (::mkdir(m.spill_.dir.c_str(), dir_mode) != 0) fail(m.spill_.dir);
     folder.path = m.spill_.dir;
     ::chmod(m.spill_.dir.c_str(), dir_mode);

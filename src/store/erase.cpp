@@ -154,11 +154,11 @@ bool Session::free_entry_locked(std::uint32_t index, std::uint64_t expected) {
 // Gives an entry's extent back to the allocator. One that does not match
 // the allocator's books (the table was changed behind our back) is not
 // released: the books are marked for rebuilding from the table instead.
-void Session::release_extent_locked(Entry& e) noexcept {
+void Session::release_extent_locked(Entry& e, bool keep_size) noexcept {
   std::uint64_t bytes = field(e.extent);
   std::uint64_t offset = field(e.offset);
   store(e.extent, std::uint64_t{0}, std::memory_order_relaxed);
-  store(e.size, std::uint64_t{0}, std::memory_order_relaxed);
+  if (!keep_size) store(e.size, std::uint64_t{0}, std::memory_order_relaxed);
   if (bytes == 0) return;
   try {
     if (offset % kDataAlign != 0 || bytes % kDataAlign != 0 || offset > geo().capacity ||

@@ -81,11 +81,10 @@ EventFields read_fields(const EventSlot& ev) noexcept {
 
 }  // namespace
 
-bool Session::anyone_subscribed() const noexcept {
+bool Session::anyone_subscribed(std::memory_order order) const noexcept {
   const Header& h = header();
   std::uint64_t any = 0;
-  for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w)
-    any |= load(h.subscribed[w], std::memory_order_relaxed);  // NOLINT
+  for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w) any |= load(h.subscribed[w], order);  // NOLINT
   return any != 0;
 }
 
@@ -100,7 +99,7 @@ Session::SealNote Session::seal_note(const Entry& e) noexcept {
   return n;
 }
 
-void Session::publish_seal(std::uint32_t index, std::uint32_t gen, const SealNote& note) noexcept {
+void Session::publish_seal(std::uint32_t index, std::uint32_t gen, const SealNote& note, bool whole) noexcept {
   Header& h = header();
   EventFields f{};
   f.index = index;
@@ -118,7 +117,7 @@ void Session::publish_seal(std::uint32_t index, std::uint32_t gen, const SealNot
   store(ev.stamp, 2 * seq + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   write_fields(ev, f);
-  store(ev.check, event_check(seq, f), std::memory_order_relaxed);
+  store(ev.check, event_check(seq, f) ^ (whole ? 0U : 1U), std::memory_order_relaxed);
   store(ev.stamp, 2 * seq + 2, std::memory_order_release);
   atomic(publishing).fetch_sub(1);
   // seq_cst, then the waiters: pairs with next_event's count, then stamp.
@@ -153,12 +152,12 @@ void Session::unsubscribe() noexcept {
   }
 }
 
-bool Session::next_event(std::uint64_t& position, std::uint64_t& missed, SealEvent& out, Deadline deadline,
-                         std::chrono::nanoseconds spin) {
+bool Session::next_event(std::uint64_t& position, std::uint64_t& missed, std::uint64_t& pending, SealEvent& out,
+                         Deadline deadline, std::chrono::nanoseconds spin) {
   using clock = std::chrono::steady_clock;
   check_writable();
   Header& h = header();
-  std::uint64_t lost = 0;  // just before the one we return
+  std::uint64_t& lost = pending;  // just before the one we return
   // Spins until then (now, when not asked to spin).
   clock::time_point spin_until = spin > std::chrono::nanoseconds::zero() ? clock::now() + spin : clock::time_point{};
   std::optional<clock::time_point> drawn_since;  // when we first saw our sequence drawn but unpublished
@@ -181,6 +180,7 @@ bool Session::next_event(std::uint64_t& position, std::uint64_t& missed, SealEve
         }
         out.sequence = p;
         out.missed = lost;
+        lost = 0;
         out.ref = RemoteRef(geo().segment_tag, (std::uint64_t{f.gen} << 32U) | f.index, f.where, f.whence);
         decode_type(f.type, out.type);
         out.size = f.size;
@@ -229,11 +229,16 @@ bool Session::next_event(std::uint64_t& position, std::uint64_t& missed, SealEve
     }
     auto slice = std::chrono::nanoseconds(head > p ? kPublishPatience : kSleepSlice);
     if (deadline) slice = std::min(slice, std::chrono::nanoseconds(*deadline - now));
+    // Counted in our slot too, so that the reap of a subscriber killed
+    // asleep takes its share back (else every seal would ring for it).
+    std::uint32_t& mine = slot(slot_).event_waiting;
+    atomic(mine).fetch_add(1);
     atomic(h.event_waiters).fetch_add(1);
     // Registered, then the stamp again: a sealer that published before we
     // registered is seen here; one after, sees us and rings for us.
     if (load(ev.stamp, std::memory_order_acquire) == stamp) futex_wait(&h.event_bell, bell, slice);
     atomic(h.event_waiters).fetch_sub(1);
+    atomic(mine).fetch_sub(1);
   }
 }
 
@@ -242,7 +247,10 @@ bool Session::next_event(std::uint64_t& position, std::uint64_t& missed, SealEve
 namespace sealstore {
 
 Subscription::Subscription(Subscription&& other) noexcept
-    : session_(std::move(other.session_)), position_(other.position_), missed_(other.missed_) {}
+    : session_(std::move(other.session_)),
+      position_(other.position_),
+      missed_(other.missed_),
+      pending_(other.pending_) {}
 
 Subscription& Subscription::operator=(Subscription&& other) noexcept {
   if (this != &other) {
@@ -250,6 +258,7 @@ Subscription& Subscription::operator=(Subscription&& other) noexcept {
     session_ = std::move(other.session_);
     position_ = other.position_;
     missed_ = other.missed_;
+    pending_ = other.pending_;
   }
   return *this;
 }
@@ -273,7 +282,7 @@ std::optional<SealEvent> Subscription::next(std::chrono::nanoseconds timeout, st
     deadline = timeout < room ? now + timeout : std::chrono::steady_clock::time_point::max();
   }
   SealEvent ev;
-  if (!session_->next_event(position_, missed_, ev, deadline, spin)) return std::nullopt;
+  if (!session_->next_event(position_, missed_, pending_, ev, deadline, spin)) return std::nullopt;
   return ev;
 }
 

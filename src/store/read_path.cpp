@@ -69,7 +69,10 @@ bool Session::fetch(const RemoteRef& ref, Deadline deadline, bool wait, std::chr
         continue;
       case EntryState::Spilled:
         if (!spills_) corrupt(fmt::format("{} is marked spilled, but the segment does not spill", ref.to_string()));
-        restore(ref, index, w);
+        if (restore(ref, index, w)) {  // restored, and pinned for us
+          pinned_view(ref, index, e, out);
+          return true;
+        }
         continue;
       case EntryState::Restoring:
       case EntryState::Unfilled:
@@ -200,7 +203,7 @@ void Session::pin(std::uint32_t index) noexcept {
   }
 }
 
-void Session::unpin(std::uint32_t index, std::uint32_t gen) noexcept {
+void Session::unpin(std::uint32_t index, [[maybe_unused]] std::uint32_t gen) noexcept {
   std::atomic<std::uint32_t>& w = local_pins_[index];  // NOLINT
   std::uint32_t c = w.load(std::memory_order_relaxed);
   for (unsigned spins = 0;; ++spins) {
@@ -220,9 +223,13 @@ void Session::unpin(std::uint32_t index, std::uint32_t gen) noexcept {
       }
       std::uint64_t& word = pins(index).bits[slot_ / 64];  // NOLINT
       atomic(word).fetch_and(~(std::uint64_t{1} << (slot_ % 64)));
-      bool pending = load(entry(index).word) == make_word(EntryState::ErasePending, kNoOwner, gen);
+      // Erased and waiting for its last pin: ours, whichever generation it
+      // is now (a pin taken just as the entry moved on to another object,
+      // then dropped, may be that object's last).
+      std::uint64_t now = load(entry(index).word);
+      bool pending = word_state(now) == EntryState::ErasePending && word_valid(now);
       w.store(0, std::memory_order_release);
-      if (pending && !pinned_anywhere(index)) finalize(index, gen);
+      if (pending && !pinned_anywhere(index)) finalize(index, word_gen(now));
       return;
     }
   }

@@ -2,6 +2,8 @@
 // died holding the lock (or a peer scribbling over the segment) left half
 // done. The object table is the one truth; everything else is rebuilt from
 // it. Every step here runs under the lock and can be cut short and redone.
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <bit>
 #include <vector>
@@ -75,6 +77,14 @@ void Session::reap_slot_locked(std::uint32_t s, bool died) {
   // unlocks); a dead one's claim goes with it.
   if (s != slot_) store(slot(s).lock_seq, 0U);
   store(slot(s).publishing, 0U);
+  // Its sleepers on the event bell are gone.
+  std::uint32_t asleep = load(slot(s).event_waiting);
+  store(slot(s).event_waiting, 0U);
+  if (asleep != 0) {
+    std::uint32_t all = load(h.event_waiters);
+    while (!atomic(h.event_waiters).compare_exchange_weak(all, all - std::min(all, asleep))) {
+    }
+  }
   store(slot(s).state, static_cast<std::uint32_t>(SlotState::Free));
   atomic(h.live_slots[s / 64]).fetch_and(~(std::uint64_t{1} << (s % 64)));
   atomic(h.subscribed[s / 64]).fetch_and(~(std::uint64_t{1} << (s % 64)));  // its subscriptions go with it
@@ -190,6 +200,12 @@ std::size_t Session::repair_locked() {
     store(e.names, names[i]);
     EntryState st = word_state(w);
     std::uint32_t owner = word_owner(w);
+    if (st == EntryState::Free && spills_ && (field(e.flags) & kSpillFile) != 0) {
+      // Freed by a holder killed before it deleted the object's spill file
+      // (a free word keeps the generation the file is named by).
+      ::unlink(spill_path(i, word_gen(w)).c_str());
+      store(e.flags, 0U, std::memory_order_relaxed);
+    }
     bool orphan = (st == EntryState::Writing || st == EntryState::Reserved || st == EntryState::Restoring) &&
                   (owner >= kMaxProcesses || static_cast<SlotState>(load(slot(owner).state)) != SlotState::Live);
     if (orphan && st == EntryState::Reserved) {

@@ -253,6 +253,7 @@ void Session::join(Role role, WorkerId id) {
   store(ps.role, static_cast<std::uint32_t>(role));
   store(ps.attached_ns, unix_now_ns());
   store(ps.publishing, 0U);
+  store(ps.event_waiting, 0U);
   for (std::uint32_t l = 0; l < kStatLines; ++l) std::memset(&stats_line(mine, l), 0, sizeof(SlotStats));
   store(ps.state, static_cast<std::uint32_t>(SlotState::Live));
   atomic(h.live_slots[mine / 64]).fetch_or(std::uint64_t{1} << (mine % 64));
@@ -299,7 +300,7 @@ void Session::leave() noexcept {
     // The last process out of a removed segment takes its spill files along.
     if (spills_ && no_live_slots()) {
       struct stat st {};
-      if (::fstat(map_.fd(), &st) == 0 && st.st_nlink == 0) remove_spill_folder(map_.spill().dir);
+      if (::fstat(map_.fd(), &st) == 0 && st.st_nlink == 0) remove_spill_folder(map_.spill().dir, st.st_uid);
     }
   } catch (...) {  // NOLINT(bugprone-empty-catch): nothing to do in a destructor; recover() will
   }

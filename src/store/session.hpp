@@ -147,8 +147,9 @@ class Session {
   bool spills() const noexcept { return spills_; }
   // Store::spill.
   bool spill(const RemoteRef& ref);
-  // Removes the spill folder of a segment nobody uses any more.
-  static void remove_spill_folder(const std::string& folder) noexcept;
+  // Removes the spill folder of a segment nobody uses any more, if it is a
+  // real directory (not a link) owned by `owner`, the segment file's owner.
+  static void remove_spill_folder(const std::string& folder, uid_t owner) noexcept;
 
   // ---- seal events (events.cpp)
   // Marks this process as subscribed; returns the sequence of the next event.
@@ -156,8 +157,10 @@ class Session {
   void unsubscribe() noexcept;
   // The event at position, or the first after it still in the ring (what
   // was lost is added to missed); false if none came by the deadline.
-  bool next_event(std::uint64_t& position, std::uint64_t& missed, SealEvent& out, Deadline deadline,
-                  std::chrono::nanoseconds spin);
+  // pending: events lost that no returned event has reported yet (carried
+  // over a call that times out).
+  bool next_event(std::uint64_t& position, std::uint64_t& missed, std::uint64_t& pending, SealEvent& out,
+                  Deadline deadline, std::chrono::nanoseconds spin);
 
   // Throws InvalidArgument if this handle cannot change the store (observer,
   // or inherited across fork).
@@ -245,14 +248,17 @@ class Session {
   // (other than the one the spiller holds, if own_pin) got in first.
   bool commit_spill_locked(std::uint32_t index, std::uint64_t w, bool own_pin);
   // Spills, least recently fetched first, until `bytes` more fit below the
-  // low watermark, or nothing more can be spilled. Takes the lock.
-  void make_room(std::uint64_t bytes);
+  // low watermark (see the limit it takes for larger objects), or nothing
+  // more can be spilled. Takes the lock. Returns why a spill failed (the
+  // directory full or unwritable), else empty.
+  std::string make_room(std::uint64_t bytes);
   // The next victim of the clock: a Sealed entry nobody pins and nobody
   // fetched since the hand last passed.
   std::optional<std::pair<std::uint32_t, std::uint64_t>> pick_victim_locked();
   // Fetch found ref's entry Spilled (word w): reads it back into the
-  // segment, or returns at once if someone else got to it first.
-  void restore(const RemoteRef& ref, std::uint32_t index, std::uint64_t w);
+  // segment and returns true with the object pinned (the caller's View
+  // takes the pin), or false if someone else got to it first (or erased it).
+  bool restore(const RemoteRef& ref, std::uint32_t index, std::uint64_t w);
   // Whether a write of `bytes` more would take used bytes above the high
   // watermark.
   bool above_high_water(std::uint64_t bytes) const noexcept;
@@ -274,7 +280,7 @@ class Session {
   EventSlot& event_slot(std::uint64_t seq) const noexcept {
     return reinterpret_cast<EventSlot*>(map_.base() + geo().events_offset)[seq % kEventSlots];  // NOLINT
   }
-  bool anyone_subscribed() const noexcept;
+  bool anyone_subscribed(std::memory_order order = std::memory_order_relaxed) const noexcept;
   // What a seal event tells of the object, read from its entry.
   struct SealNote {
     std::uint32_t where, whence;
@@ -282,8 +288,9 @@ class Session {
     std::array<std::uint64_t, 2 + kMaxRank> type;  // entry_view.hpp's TypeWords
   };
   static SealNote seal_note(const Entry& e) noexcept;
-  // Publishes the seal of entry index.
-  void publish_seal(std::uint32_t index, std::uint32_t gen, const SealNote& note) noexcept;
+  // Publishes the seal of entry index; one not `whole` is published as
+  // lost (subscribers count it as missed).
+  void publish_seal(std::uint32_t index, std::uint32_t gen, const SealNote& note, bool whole = true) noexcept;
   // Whether some live process has claimed an event it has not published.
   bool someone_publishing() const;
 
@@ -297,7 +304,9 @@ class Session {
   std::uint32_t pop_free_entry_locked(ExtentAllocator& alloc);
   // True if it freed it (its head word was still expected_word).
   bool free_entry_locked(std::uint32_t index, std::uint64_t expected_word);
-  void release_extent_locked(Entry& e) noexcept;
+  // keep_size: the entry keeps its size (a sealed object leaving the
+  // segment for its spill file), else the size goes to 0 with the extent.
+  void release_extent_locked(Entry& e, bool keep_size = false) noexcept;
   void publish_alloc_stats_locked() noexcept;
   std::size_t reap_dead_locked(bool thorough);
   void reap_slot_locked(std::uint32_t s, bool died);

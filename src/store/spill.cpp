@@ -123,27 +123,36 @@ Session::SpillOutcome Session::spill_entry(std::uint32_t index, std::uint64_t w)
   std::uint32_t gen = word_gen(w);
   std::uint64_t offset = 0;
   std::uint64_t size = 0;
+  struct Unpin {  // outside the lock: the last unpin of an erased object frees it, under the lock
+    Session& s;
+    std::uint32_t index, gen;
+    bool armed = false;
+    ~Unpin() {
+      if (armed) s.unpin(index, gen);
+    }
+  } unpin_later{*this, index, gen};
   {
     Lock lock(*this);
     if (load(e.word) != w || pinned_anywhere(index)) return SpillOutcome::Busy;
+    std::uint32_t flags = field(e.flags);
+    if ((flags & kSpillValid) != 0) {  // its file has it already
+      return commit_spill_locked(index, w, false) ? SpillOutcome::Spilled : SpillOutcome::Busy;
+    }
+    // Ours, while we write: pinned first, then the word read again (as a
+    // fetch pins), so that an erase (which takes no lock) either sees our
+    // pin and leaves the free to our unpin, or has already begun and we
+    // back off. Only then is the entry marked as having a file.
+    pin(index);
+    unpin_later.armed = true;
+    if (load(e.word) != w || pinned_by_others(index)) return SpillOutcome::Busy;
     offset = field(e.offset);
     size = field(e.size);
     if (offset > geo().capacity || size > geo().capacity - offset) {
       store(header().repair_pending, 1U);
       corrupt(fmt::format("entry {} points outside the data region", index));
     }
-    std::uint32_t flags = field(e.flags);
-    if ((flags & kSpillValid) != 0) {  // its file has it already
-      return commit_spill_locked(index, w, false) ? SpillOutcome::Spilled : SpillOutcome::Busy;
-    }
-    store(e.flags, flags | kSpillFile, std::memory_order_relaxed);
-    pin(index);  // ours, while we write: an erase now leaves the free to our unpin
+    store(e.flags, field(e.flags) | kSpillFile, std::memory_order_relaxed);
   }
-  struct Unpin {  // outside the lock: the last unpin of an erased object frees it, under the lock
-    Session& s;
-    std::uint32_t index, gen;
-    ~Unpin() { s.unpin(index, gen); }
-  } unpin_later{*this, index, gen};
   auto mode = static_cast<mode_t>(0600U | (field(header().mode) & 0060U));
   write_file(spill_path(index, gen), map_.data_ro() + offset, size, mode);
   Lock lock(*this);
@@ -162,8 +171,7 @@ bool Session::commit_spill_locked(std::uint32_t index, std::uint64_t w, bool own
     return false;
   }
   std::uint64_t size = field(e.size);
-  release_extent_locked(e);
-  store(e.size, size, std::memory_order_relaxed);  // the object keeps its size; only its extent goes
+  release_extent_locked(e, true);  // the object keeps its size; only its extent goes
   Header& h = header();
   store(h.spills, field(h.spills) + 1, std::memory_order_relaxed);
   store(h.spilled_objects, field(h.spilled_objects) + 1, std::memory_order_relaxed);
@@ -179,8 +187,11 @@ bool Session::above_high_water(std::uint64_t bytes) const noexcept {
   return used + bytes > map_.spill().high;
 }
 
-void Session::make_room(std::uint64_t bytes) {
+std::string Session::make_room(std::uint64_t bytes) {
   const SpillConfig& c = map_.spill();
+  // Down to the low mark; an object too big for that, to the high mark; one
+  // bigger still, until it fits.
+  std::uint64_t limit = bytes <= c.low ? c.low : bytes <= c.high ? c.high : geo().capacity;
   // Bounded: every pass over the table clears what it finds touched, so
   // two passes see every unpinned sealed object.
   std::uint64_t budget = 2 * std::uint64_t{geo().max_objects} + 8;
@@ -190,12 +201,20 @@ void Session::make_room(std::uint64_t bytes) {
       Lock lock(*this);
       ExtentAllocator alloc = allocator();
       std::uint64_t used = geo().capacity - alloc.free_bytes();
-      if (alloc.largest_free() >= bytes && used + bytes <= c.low) return;
+      if (alloc.largest_free() >= bytes && used + bytes <= limit) return {};
       victim = pick_victim_locked();
     }
-    if (!victim) return;
-    spill_entry(victim->first, victim->second);
+    if (!victim) return {};
+    try {
+      spill_entry(victim->first, victim->second);
+    } catch (const Error& e) {
+      // The spill directory cannot take it (full, unwritable): stop, and let
+      // the write take what room there is.
+      if (e.code() != Errc::OutOfMemory && e.code() != Errc::PermissionDenied) throw;
+      return e.what();
+    }
   }
+  return {};
 }
 
 std::optional<std::pair<std::uint32_t, std::uint64_t>> Session::pick_victim_locked() {
@@ -218,18 +237,18 @@ std::optional<std::pair<std::uint32_t, std::uint64_t>> Session::pick_victim_lock
   return std::nullopt;
 }
 
-void Session::restore(const RemoteRef& ref, std::uint32_t index, std::uint64_t w) {
+bool Session::restore(const RemoteRef& ref, std::uint32_t index, std::uint64_t w) {
   Entry& e = entry(index);
   std::uint32_t gen = word_gen(w);
   std::uint64_t offset = 0;
   std::uint64_t size = 0;
+  std::string spill_failed;  // why making room failed, if it did
   for (int attempt = 0;; ++attempt) {
     Lock lock(*this);
-    if (load(e.word) != w) return;  // restored, or erased, by someone else: the caller looks again
+    if (load(e.word) != w) return false;  // restored, or erased, by someone else: the caller looks again
     size = field(e.size);
-    if (size > geo().capacity) {
-      store(header().repair_pending, 1U);
-      corrupt(fmt::format("{} claims {} bytes, more than the segment holds", ref.to_string(), size));
+    if (size == 0 || size > geo().capacity) {  // a spilled object has bytes (one of none is never spilled)
+      corrupt(fmt::format("{} is spilled with a size of {} bytes, which cannot be", ref.to_string(), size));
     }
     std::uint64_t bytes = footprint(size);
     ExtentAllocator alloc = allocator();
@@ -238,20 +257,23 @@ void Session::restore(const RemoteRef& ref, std::uint32_t index, std::uint64_t w
     if (!got) {
       if (attempt < kRoomAttempts) {
         lock.release();
-        make_room(bytes);
+        std::string why = make_room(bytes);
+        if (!why.empty()) spill_failed = why;
         continue;
       }
-      throw Error(Errc::OutOfMemory, fmt::format("cannot restore {} ({} bytes) from its spill file: segment '{}' has "
-                                                 "{} of {} bytes free (the largest free block {} bytes) and nothing "
-                                                 "more to spill: {}",
-                                                 ref.to_string(), size, name_, alloc.free_bytes(), geo().capacity,
-                                                 alloc.largest_free(), pinned_report_locked()));
+      throw Error(
+          Errc::OutOfMemory,
+          fmt::format("cannot restore {} ({} bytes) from its spill file: segment '{}' has {} of {} bytes free "
+                      "(the largest free block {} bytes) and nothing more to spill: {}{}",
+                      ref.to_string(), size, name_, alloc.free_bytes(), geo().capacity, alloc.largest_free(),
+                      pinned_report_locked(), spill_failed.empty() ? "" : "; spilling failed: " + spill_failed));
     }
     // Ours to restore: others wait on the word. The pin keeps an erase from
-    // freeing the extent while we fill it.
+    // freeing the extent while we fill it, and a spill from taking it back
+    // before our caller has its View.
     if (!atomic(e.word).compare_exchange_strong(w, make_word(EntryState::Restoring, slot_, gen))) {
       alloc.release(*got);
-      return;
+      return false;
     }
     offset = got->offset;
     store(e.offset, got->offset, std::memory_order_relaxed);
@@ -264,7 +286,10 @@ void Session::restore(const RemoteRef& ref, std::uint32_t index, std::uint64_t w
   struct Unpin {
     Session& s;
     std::uint32_t index, gen;
-    ~Unpin() { s.unpin(index, gen); }
+    bool armed = true;
+    ~Unpin() {
+      if (armed) s.unpin(index, gen);
+    }
   } unpin_later{*this, index, gen};
   std::uint64_t restoring = make_word(EntryState::Restoring, slot_, gen);
   try {
@@ -279,23 +304,30 @@ void Session::restore(const RemoteRef& ref, std::uint32_t index, std::uint64_t w
   store(e.restores, restores, std::memory_order_relaxed);
   // seq_cst, then the waiters: as in seal().
   if (!atomic(e.word).compare_exchange_strong(restoring, sealed_word(gen, restores))) {
-    return;  // erased while we read: our unpin frees it
+    return false;  // erased while we read: our unpin frees it
   }
   Header& h = header();
   store(h.restores, field(h.restores) + 1, std::memory_order_relaxed);
-  store(h.spilled_objects, field(h.spilled_objects) - 1, std::memory_order_relaxed);
+  store(h.spilled_objects, field(h.spilled_objects) - std::min<std::uint64_t>(1, field(h.spilled_objects)),
+        std::memory_order_relaxed);
   store(h.spilled_bytes, field(h.spilled_bytes) - std::min(size, field(h.spilled_bytes)), std::memory_order_relaxed);
   store(e.touched, std::uint8_t{1}, std::memory_order_relaxed);
   if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
+  unpin_later.armed = false;  // the caller's View takes our pin over
+  return true;
 }
 
+// The extent goes first, while the word still says Restoring: a holder
+// killed in between leaves a Restoring entry of a dead owner and no
+// extent, which the repair turns into Spilled like any other (never a
+// Spilled entry still holding a half-read extent, which the repair would
+// take for a spill's commit cut short).
 void Session::undo_restore_locked(std::uint32_t index, std::uint64_t w) noexcept {
   Entry& e = entry(index);
-  if (!atomic(e.word).compare_exchange_strong(w, make_word(EntryState::Spilled, kNoOwner, word_gen(w)))) return;
-  std::uint64_t size = field(e.size);
-  release_extent_locked(e);
-  store(e.size, size, std::memory_order_relaxed);
+  if (load(e.word) != w) return;  // nothing else moves a Restoring entry without the lock
+  release_extent_locked(e, true);
   publish_alloc_stats_locked();
+  if (!atomic(e.word).compare_exchange_strong(w, make_word(EntryState::Spilled, kNoOwner, word_gen(w)))) return;
   if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
 }
 
@@ -353,17 +385,37 @@ std::string Session::pinned_report_locked() const {
   return fmt::format("{} bytes are pinned and {} being written{}{}", pinned, writing, who.empty() ? "" : ": ", who);
 }
 
-void Session::remove_spill_folder(const std::string& folder) noexcept {
-  DIR* d = ::opendir(folder.c_str());
-  if (d == nullptr) return;
-  int dfd = ::dirfd(d);
+// The folder's path came from a header a peer may have rewritten: it is
+// opened without following links (it and its parent), must belong to the
+// segment's owner, and only the regular files directly in it go.
+void Session::remove_spill_folder(const std::string& folder, uid_t owner) noexcept {
+  auto slash = folder.rfind('/');
+  if (slash == std::string::npos || slash == 0) return;
+  std::string parent = folder.substr(0, slash);
+  std::string leaf = folder.substr(slash + 1);
+  int pfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (pfd < 0) return;
+  int dfd = ::openat(pfd, leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat st {};
+  if (dfd < 0 || ::fstat(dfd, &st) != 0 || st.st_uid != owner) {
+    if (dfd >= 0) ::close(dfd);
+    ::close(pfd);
+    return;
+  }
+  DIR* d = ::fdopendir(dfd);
+  if (d == nullptr) {
+    ::close(dfd);
+    ::close(pfd);
+    return;
+  }
   while (dirent* ent = ::readdir(d)) {
-    std::string_view n = ent->d_name;  // NOLINT
-    if (n == "." || n == "..") continue;
-    ::unlinkat(dfd, ent->d_name, 0);  // NOLINT
+    struct stat f {};
+    if (::fstatat(dfd, ent->d_name, &f, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(f.st_mode)) continue;  // NOLINT
+    ::unlinkat(dfd, ent->d_name, 0);                                                                 // NOLINT
   }
   ::closedir(d);
-  ::rmdir(folder.c_str());
+  ::unlinkat(pfd, leaf.c_str(), AT_REMOVEDIR);
+  ::close(pfd);
 }
 
 }  // namespace sealstore::detail

@@ -60,7 +60,10 @@ bool Store::remove(std::string_view name, std::string_view directory) {
     throw Error(code, fmt::format("cannot remove segment file {}: {}", path, std::strerror(err)));
   }
   if (fd >= 0) {
-    if (!folder.empty() && ::flock(fd, LOCK_EX | LOCK_NB) == 0) detail::Session::remove_spill_folder(folder);
+    struct stat st {};
+    if (!folder.empty() && ::fstat(fd, &st) == 0 && ::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      detail::Session::remove_spill_folder(folder, st.st_uid);
+    }
     ::close(fd);
   }
   return true;

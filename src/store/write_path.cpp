@@ -112,9 +112,16 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
   if (!spills_) return *begin_write_locked(target, size, type, false);
   // Short of room (or above the high watermark): spill, then try again; in
   // the end, take any room there is, whatever the watermark says.
+  std::string spill_failed;
   for (int attempt = 0;; ++attempt) {
-    if (auto c = begin_write_locked(target, size, type, attempt < kRoomAttempts)) return *c;
-    make_room(footprint(size));
+    try {
+      if (auto c = begin_write_locked(target, size, type, attempt < kRoomAttempts)) return *c;
+    } catch (const Error& e) {
+      if (e.code() != Errc::OutOfMemory || spill_failed.empty()) throw;
+      throw Error(Errc::OutOfMemory, fmt::format("{}; spilling failed: {}", e.what(), spill_failed));
+    }
+    std::string why = make_room(footprint(size));
+    if (!why.empty()) spill_failed = why;
   }
 }
 
@@ -263,7 +270,17 @@ void Session::seal(std::uint32_t index, std::uint32_t gen, ThreadCache* tc) {
   if (tc == nullptr) tc = &caches_->mine();
   atomic(stats_line(slot_, tc->line).objects_sealed).fetch_add(1, std::memory_order_relaxed);
   if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
-  if (tell) publish_seal(index, gen, note);
+  bool whole = true;
+  if (!tell && anyone_subscribed(std::memory_order_seq_cst)) {
+    // Someone subscribed between our first look and the seal (seq_cst both
+    // sides: a subscribe() that returned before the seal is seen here). The
+    // entry is public now: read it, and if it moved on meanwhile (erased at
+    // once), publish the event as lost rather than with torn fields.
+    note = seal_note(e);
+    whole = load(e.word) == make_word(EntryState::Sealed, kNoOwner, gen);
+    tell = true;
+  }
+  if (tell) publish_seal(index, gen, note, whole);
 }
 
 void Session::abort(std::uint32_t index, std::uint32_t gen) noexcept {

@@ -165,6 +165,29 @@ TEST(SpillProcesses, a_spiller_killed_at_any_moment_loses_nothing_and_leaks_no_f
 
 TEST(SpillProcesses, a_restorer_killed_at_any_moment_loses_nothing_and_leaks_no_file) { kill_at_random(true); }
 
+// A holder killed inside free_entry_locked, between the word going Free and
+// the file's unlink: the entry is free, its flags still say it has a file.
+// The repair that follows (the lock taken over) deletes the file.
+TEST(SpillProcesses, a_free_entry_left_with_a_spill_file_by_a_killed_holder_has_it_deleted_by_the_repair) {
+  SegmentGuard g;
+  TempDir dir;
+  Store s = Store::create(g.name(), spilling(dir, 16 * kMiB));
+  RemoteRef r = s.put(pattern(5, 1000));
+  ASSERT_TRUE(s.spill(r));
+  ASSERT_EQ(dir.files(), 1U);
+  detail::Entry& e = entry_of(s, r);
+  std::uint64_t w = detail::load(e.word);
+  ASSERT_NE(detail::load(e.flags) & detail::kSpillFile, 0U);
+  detail::store(e.word, detail::make_word(detail::EntryState::Free, detail::kNoOwner, detail::word_gen(w)));
+  detail::store(s.session()->header().repair_pending, 1U);  // as a lock taken over from a dead holder
+  s.recover();
+  EXPECT_EQ(dir.files(), 0U);
+  EXPECT_FALSE(s.contains(r));
+  SegmentInfo i = s.info();
+  EXPECT_EQ(i.spilled_objects, 0U);
+  EXPECT_EQ(i.used, 0U);
+}
+
 TEST(SealEvents, a_subscriber_hears_the_seals_of_another_process_in_order) {
   SegmentGuard g;
   Store s = Store::create(g.name(), test::small_options());
@@ -229,12 +252,37 @@ TEST(SealEvents, a_sealer_that_dies_while_publishing_costs_one_event_not_a_hang)
   ASSERT_EQ(drawn.receive(), 'x');
   c.kill(SIGKILL);
   c.wait();
+  // The hole is found while nothing else comes: the loss is carried over
+  // the timeout and reported with the next event.
+  EXPECT_FALSE(sub.next(100ms).has_value());
   RemoteRef r = s.put(42);
   auto ev = sub.next(30s);
   ASSERT_TRUE(ev.has_value());
   EXPECT_EQ(ev->ref, r);
   EXPECT_EQ(ev->missed, 1U);
   EXPECT_EQ(sub.missed(), 1U);
+}
+
+TEST(SealEvents, a_subscriber_killed_asleep_takes_its_share_of_the_sleepers_along) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), test::small_options());
+  detail::Header& h = s.session()->header();
+  Pipe subscribed;
+  Child c([&] {
+    Store t = Store::attach(g.name());
+    Subscription sub = t.subscribe();
+    subscribed.send();
+    sub.next(std::chrono::hours(1));
+    return 0;
+  });
+  ASSERT_EQ(subscribed.receive(), 'x');
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (detail::load(h.event_waiters) == 0 && std::chrono::steady_clock::now() < deadline) sched_yield();
+  ASSERT_EQ(detail::load(h.event_waiters), 1U);
+  c.kill(SIGKILL);
+  c.wait();
+  s.recover();
+  EXPECT_EQ(detail::load(h.event_waiters), 0U) << "every later seal would ring for the dead";
 }
 
 TEST(SealEvents, a_subscription_inherited_across_fork_is_refused_in_the_child) {

@@ -8,13 +8,17 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "sealstore/sealstore.hpp"
+#include "segment/layout.hpp"
+#include "store/session.hpp"
 #include "support/test_support.hpp"
+#include "sync/atomics.hpp"
 
 namespace sealstore {
 namespace {
@@ -367,6 +371,92 @@ TEST(Spill, a_view_in_another_thread_of_the_spilling_process_keeps_its_bytes) {
   EXPECT_EQ(damaged.load(), 0U) << "after " << reads.load() << " reads and " << spilled << " spills";
   EXPECT_GT(reads.load(), 0U);
   EXPECT_EQ(s.materialize<std::vector<std::uint32_t>>(x), pattern(42, kWords));
+}
+
+TEST(Spill, a_spill_directory_that_fails_stops_the_spilling_and_the_write_takes_the_room_there_is) {
+  SegmentGuard g;
+  TempDir dir;
+  CreateOptions o = spilling(dir, 8 * kMiB);
+  o.spill_high_water = 0.5;
+  o.spill_low_water = 0.25;
+  Store s = Store::create(g.name(), o);
+  for (std::uint32_t k = 0; k < 4; ++k) s.put(pattern(k, kMiB / 4));  // at the high mark
+  // The spill folder goes away: no spill can be written.
+  std::filesystem::remove_all(s.info().spill_directory);
+  RemoteRef r = s.put(pattern(9, kMiB / 4));  // above the mark, but it fits
+  EXPECT_EQ(s.materialize<std::vector<std::uint32_t>>(r), pattern(9, kMiB / 4));
+  EXPECT_EQ(s.info().spills, 0U);
+  for (std::uint32_t k = 0; k < 3; ++k) s.put(pattern(10 + k, kMiB / 4));  // full now
+  std::string msg;
+  EXPECT_ERRC_MSG(s.put(pattern(20, kMiB / 4)), Errc::OutOfMemory, msg);
+  EXPECT_NE(msg.find("spilling failed"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("spill file"), std::string::npos) << msg;
+}
+
+TEST(Spill, an_object_larger_than_the_low_mark_spills_only_what_it_needs) {
+  SegmentGuard g;
+  TempDir dir;
+  CreateOptions o = spilling(dir, 8 * kMiB);
+  o.spill_high_water = 0.5;
+  o.spill_low_water = 0.5;
+  Store s = Store::create(g.name(), o);
+  for (std::uint32_t k = 0; k < 3; ++k) s.put(pattern(k, kMiB / 4));  // 3 MiB
+  s.put(pattern(7, 5 * kMiB / 4));                                    // 5 MiB: beyond both marks, and it fits
+  EXPECT_EQ(s.info().spills, 0U);
+  s.put(pattern(8, kMiB / 4));  // 9 MiB would not fit: room for it, down to the low mark
+  EXPECT_GE(s.info().spills, 1U);
+  EXPECT_LE(s.info().spills, 4U);
+}
+
+TEST(Spill, a_spilled_entry_of_no_size_is_corrupt_and_costs_nothing) {
+  SegmentGuard g;
+  TempDir dir;
+  Store s = Store::create(g.name(), spilling(dir));
+  RemoteRef keep = s.put(pattern(1, kMiB / 4));
+  RemoteRef r = s.put(pattern(2, 100));
+  ASSERT_TRUE(s.spill(r));
+  auto* entries = reinterpret_cast<detail::Entry*>(s.session()->mapping().base() +  // NOLINT
+                                                   s.session()->geo().entries_offset);
+  detail::store(entries[r.id() & 0xffffffffU].size, std::uint64_t{0});  // NOLINT: as a peer could
+  std::string msg;
+  EXPECT_ERRC_MSG(s.fetch(r), Errc::Corrupt, msg);
+  EXPECT_EQ(s.info().spills, 1U) << "nothing else was spilled to make room for it";
+  EXPECT_EQ(s.objects().size(), 2U);
+  EXPECT_EQ(s.materialize<std::vector<std::uint32_t>>(keep), pattern(1, kMiB / 4));
+}
+
+TEST(Spill, a_spill_directory_others_could_rearrange_is_refused) {
+  SegmentGuard g;
+  TempDir dir;
+  std::string open = dir.path() + "/open";
+  std::filesystem::create_directory(open);
+  std::filesystem::permissions(open, std::filesystem::perms::all);  // 0777, not sticky
+  CreateOptions o = test::small_options();
+  o.spill_directory = open;
+  std::string msg;
+  EXPECT_ERRC_MSG(Store::create(g.name(), o), Errc::PermissionDenied, msg);
+  EXPECT_NE(msg.find("sticky"), std::string::npos) << msg;
+  std::filesystem::create_directory_symlink(dir.path(), dir.path() + "/link");
+  o.spill_directory = dir.path() + "/link";
+  EXPECT_ERRC_MSG(Store::create(g.name(), o), Errc::PermissionDenied, msg);
+  EXPECT_FALSE(Store::exists(g.name()));
+}
+
+TEST(Spill, removing_a_segment_never_follows_a_link_planted_for_its_spill_folder) {
+  TempDir dir;
+  TempDir victim;
+  { std::ofstream(victim.path() + "/precious") << "keep me"; }
+  SegmentGuard g;
+  std::string folder;
+  {
+    Store s = Store::create(g.name(), spilling(dir));
+    ASSERT_TRUE(s.spill(s.put(pattern(1, 100))));
+    folder = s.info().spill_directory;
+  }
+  std::filesystem::remove_all(folder);
+  std::filesystem::create_directory_symlink(victim.path(), folder);
+  EXPECT_TRUE(Store::remove(g.name()));
+  EXPECT_TRUE(std::filesystem::exists(victim.path() + "/precious"));
 }
 
 }  // namespace
