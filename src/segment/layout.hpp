@@ -262,6 +262,7 @@ struct alignas(64) Header {
   std::uint32_t event_waiters;           // subscribers asleep on the bell (atomic)
 };
 static_assert(sizeof(Header) <= kPageSize);
+static_assert(kMaxProcesses / 64 == 2, "Session::anyone_subscribed reads two words");
 static_assert(std::is_standard_layout_v<Header> && std::is_trivially_copyable_v<Header>);
 // Identity and geometry end where the lock's line begins: the torture
 // tool's hostile peer (tools/torture/hostile.cpp) spares only what lies before.

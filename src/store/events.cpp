@@ -81,13 +81,6 @@ EventFields read_fields(const EventSlot& ev) noexcept {
 
 }  // namespace
 
-bool Session::anyone_subscribed(std::memory_order order) const noexcept {
-  const Header& h = header();
-  std::uint64_t any = 0;
-  for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w) any |= load(h.subscribed[w], order);  // NOLINT
-  return any != 0;
-}
-
 Session::SealNote Session::seal_note(const Entry& e) noexcept {
   SealNote n{};
   n.where = field(e.where);

@@ -257,9 +257,8 @@ void Session::seal(std::uint32_t index, std::uint32_t gen, ThreadCache* tc) {
   std::uint64_t want = make_word(EntryState::Writing, slot_, gen);
   // Subscribers hear of the seal from the entry as we wrote it, read while
   // it is still ours (after the seal anyone may erase it).
-  bool tell = anyone_subscribed();
-  SealNote note{};
-  if (tell) note = seal_note(e);
+  std::optional<SealNote> note;  // (no 96-byte clear on every seal)
+  if (anyone_subscribed()) note = seal_note(e);
   // seq_cst, then the waiter count: pairs with wait_for_change's count,
   // then word (a release here could let the count be read first, and a
   // waiter registering just then would sleep through the seal).
@@ -271,16 +270,15 @@ void Session::seal(std::uint32_t index, std::uint32_t gen, ThreadCache* tc) {
   atomic(stats_line(slot_, tc->line).objects_sealed).fetch_add(1, std::memory_order_relaxed);
   if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
   bool whole = true;
-  if (!tell && anyone_subscribed(std::memory_order_seq_cst)) {
+  if (!note && anyone_subscribed(std::memory_order_seq_cst)) {
     // Someone subscribed between our first look and the seal (seq_cst both
     // sides: a subscribe() that returned before the seal is seen here). The
     // entry is public now: read it, and if it moved on meanwhile (erased at
     // once), publish the event as lost rather than with torn fields.
     note = seal_note(e);
     whole = load(e.word) == make_word(EntryState::Sealed, kNoOwner, gen);
-    tell = true;
   }
-  if (tell) publish_seal(index, gen, note, whole);
+  if (note) publish_seal(index, gen, *note, whole);
 }
 
 void Session::abort(std::uint32_t index, std::uint32_t gen) noexcept {
