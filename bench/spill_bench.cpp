@@ -203,8 +203,8 @@ void spill_workload(benchmark::State& state) {
   state.counters["intact"] = static_cast<double>(last.intact);
   state.counters["spills"] = static_cast<double>(last.spills);
   state.counters["restores"] = static_cast<double>(last.restores);
-  state.counters["workload_mib"] = static_cast<double>(total / MiB);
-  state.counters["segment_mib"] = static_cast<double>(total / 4 / MiB);
+  state.counters["workload_mib"] = static_cast<double>(total) / static_cast<double>(MiB);
+  state.counters["segment_mib"] = static_cast<double>(total) / static_cast<double>(4 * MiB);
 }
 
 // "event": waits in Subscription::next, asleep ("sleep") or in a bounded

@@ -225,6 +225,11 @@ struct alignas(64) Header {
   std::uint64_t created_ns;  // CLOCK_REALTIME
   std::int32_t creator_pid;
   std::uint32_t reserved0;
+  // Spilling (store/spill.cpp), as the creator set it; each process copies
+  // it at attach (SpillConfig) and never reads it again.
+  char spill_dir[kSpillDirBytes];  // absolute, NUL-padded; empty: no spilling
+  std::uint64_t spill_high;        // a write that would take used bytes above this spills
+  std::uint64_t spill_low;         // ... down to this
 
   // --- the segment lock (sync/segment_lock.hpp), a line of its own
   alignas(64) std::uint32_t lock_word;
@@ -242,13 +247,8 @@ struct alignas(64) Header {
   std::uint32_t reserved1;
   std::uint64_t live_slots[kMaxProcesses / 64];  // bit per slot in state Live
 
-  // --- spilling (store/spill.cpp). The configuration is written once at
-  // creation and copied by each process at attach (SpillConfig), never
-  // re-read; the rest is under the lock.
-  alignas(64) char spill_dir[kSpillDirBytes];  // absolute, NUL-padded; empty: no spilling
-  std::uint64_t spill_high;                    // a write that would take used bytes above this spills
-  std::uint64_t spill_low;                     // ... down to this
-  std::uint64_t spill_hand;                    // the clock hand: the next entry the spiller looks at
+  // --- spilling (store/spill.cpp), under the lock
+  alignas(64) std::uint64_t spill_hand;        // the clock hand: the next entry the spiller looks at
   std::uint64_t spills;                        // objects written out (or dropped, their file valid)
   std::uint64_t restores;                      // objects read back
   std::uint64_t spilled_objects;               // objects in state Spilled or Restoring
@@ -264,9 +264,10 @@ struct alignas(64) Header {
 static_assert(sizeof(Header) <= kPageSize);
 static_assert(kMaxProcesses / 64 == 2, "Session::anyone_subscribed reads two words");
 static_assert(std::is_standard_layout_v<Header> && std::is_trivially_copyable_v<Header>);
-// Identity and geometry end where the lock's line begins: the torture
-// tool's hostile peer (tools/torture/hostile.cpp) spares only what lies before.
-static_assert(offsetof(Header, lock_word) == 192);
+// Identity, geometry and the spill settings end where the lock's line
+// begins: the torture tool's hostile peer (tools/torture/hostile.cpp)
+// spares only what lies before.
+static_assert(offsetof(Header, lock_word) == 448);
 static_assert(std::is_standard_layout_v<Entry> && std::is_trivially_copyable_v<Entry>);
 static_assert(std::is_standard_layout_v<ProcessSlot> && std::is_trivially_copyable_v<ProcessSlot>);
 static_assert(std::is_standard_layout_v<SlotStats> && std::is_trivially_copyable_v<SlotStats>);

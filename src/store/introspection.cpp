@@ -73,9 +73,8 @@ SegmentInfo Session::info() const {
   i.spills = field(h.spills);
   i.restores = field(h.restores);
   i.seal_events = field(h.event_head);
-  for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w) {
-    i.subscribers += static_cast<std::uint32_t>(std::popcount(field(h.subscribed[w])));  // NOLINT
-  }
+  for (const std::uint64_t& bits : h.subscribed)
+    i.subscribers += static_cast<std::uint32_t>(std::popcount(field(bits)));
   return i;
 }
 

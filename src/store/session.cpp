@@ -322,8 +322,8 @@ void Session::check_writable() const {
 }
 
 bool Session::no_live_slots() const noexcept {
-  for (std::uint32_t w = 0; w < kMaxProcesses / 64; ++w) {
-    if (load(header().live_slots[w]) != 0) return false;  // NOLINT
+  for (const std::uint64_t& bits : header().live_slots) {
+    if (load(bits) != 0) return false;
   }
   return true;
 }

@@ -68,6 +68,7 @@ TEST(SpillProcesses, fetches_of_one_spilled_ref_in_many_processes_share_one_rest
   detail::store(e.word, detail::make_word(detail::EntryState::Restoring, slot_of(s), detail::word_gen(spilled)));
   constexpr int kChildren = 4;
   std::vector<std::unique_ptr<Child>> children;
+  children.reserve(kChildren);
   for (int k = 0; k < kChildren; ++k) {
     children.push_back(std::make_unique<Child>([&] {
       Store t = Store::attach(g.name());
@@ -149,7 +150,7 @@ void kill_at_random(bool restore) {
     c.kill(SIGKILL);
     c.wait();
     s.recover();
-    std::vector<std::uint64_t> back = s.materialize<std::vector<std::uint64_t>>(r, 30s);
+    auto back = s.materialize<std::vector<std::uint64_t>>(r, 30s);
     ASSERT_EQ(back.size(), 6 * kMiB);
     EXPECT_EQ(back.front(), pattern(static_cast<std::uint64_t>(round), 1)[0]) << round;
     EXPECT_EQ(back.back(), pattern(static_cast<std::uint64_t>(round), 6 * kMiB).back()) << round;

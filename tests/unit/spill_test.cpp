@@ -49,7 +49,7 @@ std::vector<std::uint32_t> pattern(std::uint32_t seed, std::size_t n) {
       ADD_FAILURE() << #stmt " did not throw"; \
     } catch (const ::sealstore::Error& e_) {   \
       EXPECT_EQ(e_.code(), errc) << e_.what(); \
-      msg = e_.what();                         \
+      (msg) = e_.what();                       \
     }                                          \
   } while (0)
 
@@ -335,7 +335,7 @@ TEST(Spill, a_view_in_another_thread_of_the_spilling_process_keeps_its_bytes) {
   SegmentGuard g;
   TempDir dir;
   Store s = Store::create(g.name(), spilling(dir, 2 * kMiB));
-  constexpr std::size_t kWords = 64 * 1024;  // 256 KiB objects
+  constexpr std::size_t kWords = std::size_t{64} * 1024;  // 256 KiB objects
   RemoteRef x = s.put(pattern(42, kWords));
   ASSERT_TRUE(s.spill(x));
   s.fetch(x);  // restored: its file stays valid, so later spills write nothing (the quick path)
@@ -347,7 +347,7 @@ TEST(Spill, a_view_in_another_thread_of_the_spilling_process_keeps_its_bytes) {
       View v = s.fetch(x);
       auto words = v.as_span<std::uint32_t>();
       for (std::size_t k = 0; k < words.size(); k += 97) {
-        if (words[k] != static_cast<std::uint32_t>(42U * 1000003U + k)) damaged.fetch_add(1);
+        if (words[k] != static_cast<std::uint32_t>(std::size_t{42} * 1000003U + k)) damaged.fetch_add(1);
       }
       reads.fetch_add(1);
     }

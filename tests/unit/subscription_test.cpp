@@ -123,6 +123,7 @@ TEST(Subscription, events_of_many_threads_are_each_reported_once_in_one_order) {
   std::vector<std::thread> threads;
   std::unordered_set<RemoteRef> made;
   std::mutex mu;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int k = 0; k < kEach; ++k) {
@@ -134,7 +135,7 @@ TEST(Subscription, events_of_many_threads_are_each_reported_once_in_one_order) {
   }
   std::unordered_set<RemoteRef> seen;
   std::uint64_t next_seq = sub.position();
-  while (seen.size() < kThreads * kEach) {
+  while (seen.size() < std::size_t{kThreads} * kEach) {
     auto ev = sub.next(30s);
     ASSERT_TRUE(ev.has_value());
     EXPECT_EQ(ev->missed, 0U);

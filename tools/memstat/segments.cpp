@@ -155,7 +155,9 @@ std::vector<std::string> orphan_spill_folders(const std::string& spill_dir, cons
     } catch (const Error&) {
       continue;
     }
-    std::string folder = root + "/" + entry;
+    std::string folder = root;
+    folder += "/";
+    folder += entry;
     struct stat st {};
     if (::lstat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
     if (Store::spill_folder(name, directory) != folder) out.push_back(folder);

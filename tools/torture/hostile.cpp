@@ -31,13 +31,14 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// A segment's identity and geometry sit in the first 192 bytes of its file,
+// A segment's identity, geometry and spill settings sit in the first 448
+// bytes of its file,
 // written once at creation and checked once by each process as it attaches
 // (after which it keeps its own copy). A peer that rewrote them could only
 // keep new processes from attaching: the scribbler leaves them be, so that
 // killed workers can come back. The lock word's line starts right after
 // (src/segment/layout.hpp asserts it), and is fair game.
-constexpr std::uint64_t kIdentityBytes = 192;
+constexpr std::uint64_t kIdentityBytes = 448;
 
 struct Range {
   std::uintptr_t begin = 0;
