@@ -61,6 +61,9 @@ struct CreateOptions {
   // (in a folder of the segment's own, DIRECTORY/sealstore.NAME.TAG) and
   // their space freed; a fetch of one reads it back, under the same ref.
   // At most 200 bytes; a relative path is taken from the working directory.
+  // One that exists must not be a link, must belong to this user or root,
+  // and must be sticky if every user may write it (else PermissionDenied).
+  // See docs/spill.md.
   std::string spill_directory{};
   // Watermarks, as fractions of capacity (0 < low <= high <= 1): a write
   // that would take the bytes objects use above high spills until they use
