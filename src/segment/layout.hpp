@@ -248,11 +248,11 @@ struct alignas(64) Header {
   std::uint64_t live_slots[kMaxProcesses / 64];  // bit per slot in state Live
 
   // --- spilling (store/spill.cpp), under the lock
-  alignas(64) std::uint64_t spill_hand;        // the clock hand: the next entry the spiller looks at
-  std::uint64_t spills;                        // objects written out (or dropped, their file valid)
-  std::uint64_t restores;                      // objects read back
-  std::uint64_t spilled_objects;               // objects in state Spilled or Restoring
-  std::uint64_t spilled_bytes;                 // their sizes
+  alignas(64) std::uint64_t spill_hand;  // the clock hand: the next entry the spiller looks at
+  std::uint64_t spills;                  // objects written out (or dropped, their file valid)
+  std::uint64_t restores;                // objects read back
+  std::uint64_t spilled_objects;         // objects in state Spilled or Restoring
+  std::uint64_t spilled_bytes;           // their sizes
 
   // --- seal events (store/events.cpp), each on a line of its own: every
   // seal reads the first, and only seals while someone subscribes write the rest

@@ -47,11 +47,7 @@ void Session::erase(const RemoteRef& ref) {
         // for its unpin (or its reap).
         Lock lock(*this);
         if (!atomic(e.word).compare_exchange_strong(w, make_word(EntryState::ErasePending, kNoOwner, gen))) continue;
-        Header& h = header();
-        store(h.spilled_objects, field(h.spilled_objects) - std::min<std::uint64_t>(1, field(h.spilled_objects)),
-              std::memory_order_relaxed);
-        store(h.spilled_bytes, field(h.spilled_bytes) - std::min(field(e.size), field(h.spilled_bytes)),
-              std::memory_order_relaxed);
+        uncount_spilled_locked(field(e.size));
         if (field(e.names) != 0) unbind_entry_locked(index, gen);
         if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
         return;
@@ -134,11 +130,7 @@ bool Session::free_entry_locked(std::uint32_t index, std::uint64_t expected) {
   std::uint32_t flags = field(e.flags);
   if (spills_ && (flags & kSpillFile) != 0) {
     if (word_state(expected) == EntryState::Spilled) {
-      Header& h = header();
-      store(h.spilled_objects, field(h.spilled_objects) - std::min<std::uint64_t>(1, field(h.spilled_objects)),
-            std::memory_order_relaxed);
-      store(h.spilled_bytes, field(h.spilled_bytes) - std::min(field(e.size), field(h.spilled_bytes)),
-            std::memory_order_relaxed);
+      uncount_spilled_locked(field(e.size));
     }
     ::unlink(spill_path(index, word_gen(expected)).c_str());
     store(e.flags, flags & ~(kSpillFile | kSpillValid), std::memory_order_relaxed);

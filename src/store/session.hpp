@@ -276,6 +276,8 @@ class Session {
   void undo_restore_locked(std::uint32_t index, std::uint64_t w) noexcept;
   // Counts spilled objects and bytes again from the table.
   void recount_spilled_locked() noexcept;
+  // One object of `size` bytes is no longer spilled (restored or erased).
+  void uncount_spilled_locked(std::uint64_t size) noexcept;
 
   // ---- events.cpp
   EventSlot& event_slot(std::uint64_t seq) const noexcept {

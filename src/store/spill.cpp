@@ -308,9 +308,7 @@ bool Session::restore(const RemoteRef& ref, std::uint32_t index, std::uint64_t w
   }
   Header& h = header();
   store(h.restores, field(h.restores) + 1, std::memory_order_relaxed);
-  store(h.spilled_objects, field(h.spilled_objects) - std::min<std::uint64_t>(1, field(h.spilled_objects)),
-        std::memory_order_relaxed);
-  store(h.spilled_bytes, field(h.spilled_bytes) - std::min(size, field(h.spilled_bytes)), std::memory_order_relaxed);
+  uncount_spilled_locked(size);
   store(e.touched, std::uint8_t{1}, std::memory_order_relaxed);
   if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
   unpin_later.armed = false;  // the caller's View takes our pin over
@@ -329,6 +327,14 @@ void Session::undo_restore_locked(std::uint32_t index, std::uint64_t w) noexcept
   publish_alloc_stats_locked();
   if (!atomic(e.word).compare_exchange_strong(w, make_word(EntryState::Spilled, kNoOwner, word_gen(w)))) return;
   if (load(e.waiters) != 0) futex_wake_all(futex_word(e));
+}
+
+void Session::uncount_spilled_locked(std::uint64_t size) noexcept {
+  Header& h = header();
+  std::uint64_t objects = field(h.spilled_objects);
+  std::uint64_t bytes = field(h.spilled_bytes);
+  store(h.spilled_objects, objects - std::min<std::uint64_t>(1, objects), std::memory_order_relaxed);
+  store(h.spilled_bytes, bytes - std::min(size, bytes), std::memory_order_relaxed);
 }
 
 void Session::recount_spilled_locked() noexcept {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "sealstore/sealstore.hpp"
+#include "support/errc.hpp"
 #include "support/test_support.hpp"
 
 namespace sealstore {
@@ -17,18 +18,6 @@ using namespace std::chrono_literals;
 using test::Child;
 using test::SegmentGuard;
 using test::small_options;
-
-// Runs stmt, expects an Error of code errc, returns its message.
-#define EXPECT_ERRC_MSG(stmt, errc, msg)       \
-  do {                                         \
-    try {                                      \
-      stmt;                                    \
-      ADD_FAILURE() << #stmt " did not throw"; \
-    } catch (const ::sealstore::Error& e_) {   \
-      EXPECT_EQ(e_.code(), errc) << e_.what(); \
-      msg = e_.what();                         \
-    }                                          \
-  } while (0)
 
 TEST(Fail, fetch_of_a_failed_ref_throws_worker_failed_with_the_reason) {
   SegmentGuard g;

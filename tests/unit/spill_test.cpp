@@ -17,6 +17,7 @@
 #include "sealstore/sealstore.hpp"
 #include "segment/layout.hpp"
 #include "store/session.hpp"
+#include "support/errc.hpp"
 #include "support/test_support.hpp"
 #include "sync/atomics.hpp"
 
@@ -41,17 +42,6 @@ std::vector<std::uint32_t> pattern(std::uint32_t seed, std::size_t n) {
   std::iota(v.begin(), v.end(), seed * 1000003U);
   return v;
 }
-
-#define EXPECT_ERRC_MSG(stmt, errc, msg)       \
-  do {                                         \
-    try {                                      \
-      stmt;                                    \
-      ADD_FAILURE() << #stmt " did not throw"; \
-    } catch (const ::sealstore::Error& e_) {   \
-      EXPECT_EQ(e_.code(), errc) << e_.what(); \
-      (msg) = e_.what();                       \
-    }                                          \
-  } while (0)
 
 TEST(Spill, a_workload_larger_than_the_segment_spills_and_every_object_comes_back_intact) {
   SegmentGuard g;
