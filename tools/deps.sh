@@ -8,7 +8,8 @@ set -euo pipefail
 packages=(g++ cmake make pkg-config libboost-dev libboost-filesystem-dev libfmt-dev
           libbenchmark-dev libgtest-dev libgmock-dev
           python3-dev pybind11-dev python3-pybind11 python3-numpy python3-pytest
-          python3-setuptools python3-wheel python3-pip "$@")
+          python3-setuptools python3-wheel python3-pip
+          libopenmpi-dev openmpi-bin "$@")
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

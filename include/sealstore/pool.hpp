@@ -41,14 +41,22 @@
 
 namespace sealstore {
 
+class Pool;
+
 namespace detail {
 class PoolImpl;
 struct ContextAccess;
+// For the cluster layer: a task whose arguments check_call() passed.
+struct PoolAccess {
+  static RemoteRef submit_checked(Pool& pool, WorkerId id, std::string_view fn, std::span<const std::byte> args);
+};
 }  // namespace detail
 
 // Worker ids of the pool workers attached to store's segment, ascending:
 // the same answer in every process. The pool's own process (id 1) is not a
-// worker; before any add() the list is empty. Does not block.
+// worker; before any add() the list is empty. Does not block, except on a
+// host of a cluster (cluster.hpp): there it lists the workers of every
+// host, and waits for the host's serving process to ask them.
 std::vector<WorkerId> workers(const Store& store);
 
 // What a registered function may take as its first parameter: the store it
@@ -213,6 +221,10 @@ struct FunctionEntry {
   // cx.result(). Throws whatever the function throws.
   std::function<void(Context& cx, std::span<const std::byte> args)> invoke;
 };
+
+// The registered function fn, if args fit its parameters. Errors: NotFound,
+// InvalidArgument, TypeMismatch (as Pool::run_at).
+const FunctionEntry& check_call(std::string_view fn, const ArgWriter& args);
 
 // Adds entry to this program's table. Returns false when the name is
 // invalid or taken; Pool::create and worker_main then fail naming it.
@@ -440,6 +452,7 @@ class Pool {
   }
 
  private:
+  friend struct detail::PoolAccess;
   explicit Pool(std::unique_ptr<detail::PoolImpl> impl) noexcept;
   detail::PoolImpl& impl() const;
   RemoteRef submit(WorkerId id, std::string_view fn, const detail::ArgWriter& args);

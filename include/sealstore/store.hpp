@@ -71,7 +71,13 @@ struct CreateOptions {
   // needs; a lower low spills ahead, in batches.
   double spill_high_water = 1.0;
   double spill_low_water = 1.0;
+  // The creator's worker id; processes attaching later get the ids after
+  // it. 1 unless set: a cluster gives host H's segment H * 1000000 + 1, so
+  // that ids (and so refs' where and whence) are unique across hosts.
+  // At most kMaxFirstWorkerId.
+  std::uint32_t first_worker_id = 1;
 };
+inline constexpr std::uint32_t kMaxFirstWorkerId = 0xf0000000U;
 
 struct AttachOptions {
   // Populate the read-only mapping of the data now, so first reads of

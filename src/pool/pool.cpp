@@ -130,6 +130,7 @@ class PoolImpl {
   std::vector<WorkerId> add(std::size_t n);
   void remove(WorkerId id, std::chrono::milliseconds timeout);
   RemoteRef submit(WorkerId id, std::string_view fn, const ArgWriter& args);
+  RemoteRef submit_checked(WorkerId id, std::string_view fn, std::span<const std::byte> args);
   std::vector<RemoteRef> broadcast(const EverywhereOptions& o, std::string_view fn, const ArgWriter& args);
   const PoolOptions& options() const noexcept { return opts_; }
 
@@ -152,7 +153,6 @@ class PoolImpl {
   void abandon(const std::vector<std::shared_ptr<WorkerRec>>& recs, const std::string& reason);
   std::shared_ptr<WorkerRec> find_live(WorkerId id) const;
   std::vector<std::shared_ptr<WorkerRec>> ready_workers() const;
-  const FunctionEntry& check_call(std::string_view fn, const ArgWriter& args) const;
   RemoteRef submit_to(WorkerRec& rec, std::string_view fn, std::span<const std::byte> args);
   RemoteRef run_here(std::string_view fn, std::span<const std::byte> args);
 
@@ -653,7 +653,7 @@ std::vector<std::shared_ptr<WorkerRec>> PoolImpl::ready_workers() const {
 
 // ---- tasks
 
-const FunctionEntry& PoolImpl::check_call(std::string_view fn, const ArgWriter& args) const {
+const FunctionEntry& check_call(std::string_view fn, const ArgWriter& args) {
   const FunctionEntry* f = find_function(fn);
   if (f == nullptr) {
     throw Error(Errc::NotFound, fmt::format("no function '{}' is registered in this program (registered: {})", fn,
@@ -737,9 +737,13 @@ RemoteRef PoolImpl::submit_to(WorkerRec& rec, std::string_view fn, std::span<con
 
 RemoteRef PoolImpl::submit(WorkerId id, std::string_view fn, const ArgWriter& args) {
   check_call(fn, args);
-  if (id == store_->myid()) return run_here(fn, args.bytes());
+  return submit_checked(id, fn, args.bytes());
+}
+
+RemoteRef PoolImpl::submit_checked(WorkerId id, std::string_view fn, std::span<const std::byte> args) {
+  if (id == store_->myid()) return run_here(fn, args);
   std::shared_ptr<WorkerRec> rec = find_live(id);
-  return submit_to(*rec, fn, args.bytes());
+  return submit_to(*rec, fn, args);
 }
 
 std::vector<RemoteRef> PoolImpl::broadcast(const EverywhereOptions& o, std::string_view fn, const ArgWriter& args) {
@@ -797,6 +801,11 @@ detail::PoolImpl& Pool::impl() const {
 Store& Pool::store() { return impl().store(); }
 WorkerId Pool::myid() const { return impl().store().myid(); }
 std::vector<WorkerId> Pool::workers() const { return sealstore::workers(impl().store()); }
+
+RemoteRef detail::PoolAccess::submit_checked(Pool& pool, WorkerId id, std::string_view fn,
+                                             std::span<const std::byte> args) {
+  return pool.impl().submit_checked(id, fn, args);
+}
 std::int32_t Pool::pid(WorkerId id) const { return impl().pid(id); }
 std::vector<WorkerId> Pool::add(std::size_t n) { return impl().add(n); }
 void Pool::remove(WorkerId id) { impl().remove(id, impl().options().stop_timeout); }

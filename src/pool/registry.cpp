@@ -3,12 +3,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 
 #include "pool/control.hpp"
 #include "sealstore/error.hpp"
+#include "store/cluster_link.hpp"
 
 namespace sealstore::detail {
 
@@ -160,12 +162,24 @@ void seal_result_writer(Context& cx, Writer&& w) {
 
 namespace sealstore {
 
-std::vector<WorkerId> workers(const Store& store) {
+namespace detail {
+std::vector<WorkerId> local_workers(const Store& store) {
   std::vector<WorkerId> out;
   for (const ProcessInfo& p : store.processes()) {
     if (p.role == Role::Worker && p.alive) out.push_back(p.id);
   }
   std::sort(out.begin(), out.end());
+  return out;
+}
+}  // namespace detail
+
+std::vector<WorkerId> workers(const Store& store) {
+  if (detail::cluster::cluster_of(store) == nullptr) return detail::local_workers(store);
+  // One host of a cluster: its serving process asks every host.
+  std::vector<std::byte> answer = detail::cluster::ask(const_cast<Store&>(store),  // NOLINT: asks, changes nothing
+                                                       detail::cluster::Kind::Workers, {});
+  std::vector<WorkerId> out(answer.size() / sizeof(WorkerId));
+  if (!out.empty()) std::memcpy(out.data(), answer.data(), out.size() * sizeof(WorkerId));
   return out;
 }
 

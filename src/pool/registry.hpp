@@ -19,5 +19,7 @@ std::vector<std::string> function_names(std::size_t limit);
 void check_registrations();
 // Throws Error(InvalidArgument) unless name is a valid function name.
 void validate_function_name(std::string_view name);
+// The pool workers attached to store's own segment, ascending.
+std::vector<WorkerId> local_workers(const Store& store);
 
 }  // namespace sealstore::detail

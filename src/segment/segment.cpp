@@ -263,7 +263,7 @@ Mapping Mapping::create(const CreateParams& p) {
   std::memcpy(h->spill_dir, p.spill_dir.data(), std::min(p.spill_dir.size(), kSpillDirBytes - 1));
   h->spill_high = p.spill_high;
   h->spill_low = p.spill_low;
-  h->next_worker_id = 1;
+  h->next_worker_id = p.first_worker_id;
   // The tables are zero (a fresh file): every entry Free, every slot Free,
   // every name empty. The allocator's state is derived from them.
   auto* entries = reinterpret_cast<Entry*>(m.base_ + g.entries_offset);  // NOLINT

@@ -57,6 +57,7 @@ class Mapping {
     std::string spill_dir;  // absolute; empty: no spilling
     std::uint64_t spill_high = 0;
     std::uint64_t spill_low = 0;
+    std::uint32_t first_worker_id = 1;
   };
   // Creates, reserves (posix_fallocate), maps and initialises the file; the
   // header's magic is stored last. On failure nothing is left behind.

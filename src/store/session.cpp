@@ -129,7 +129,12 @@ std::shared_ptr<Session> Session::create(std::string_view name, const CreateOpti
                           o.huge_pages,
                           {},
                           0,
-                          0};
+                          0,
+                          o.first_worker_id};
+  if (o.first_worker_id == 0 || o.first_worker_id > kMaxFirstWorkerId) {
+    throw Error(Errc::InvalidArgument, fmt::format("first_worker_id {} for segment '{}' is out of range (1 to {})",
+                                                   o.first_worker_id, name, kMaxFirstWorkerId));
+  }
   if (!o.spill_directory.empty()) {
     if (!(o.spill_low_water > 0.0 && o.spill_low_water <= o.spill_high_water && o.spill_high_water <= 1.0)) {
       throw Error(Errc::InvalidArgument,

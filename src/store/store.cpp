@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "segment/segment.hpp"
+#include "store/cluster_link.hpp"
 #include "store/entry_view.hpp"
 #include "store/session.hpp"
 
@@ -148,6 +149,14 @@ void Store::fail(const RemoteRef& ref, std::string_view reason) { session_ref().
 View Store::fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_clock::time_point> deadline, bool wait,
                         std::chrono::nanoseconds spin) {
   detail::Session& s = session_ref();
+  if (!ref.is_null() && ref.segment_tag() != s.geo().segment_tag) {
+    // Another host's object, if this segment is a host of a cluster: its
+    // replica here (made on first use).
+    std::optional<RemoteRef> local = detail::cluster::resolve(*this, ref, deadline, wait);
+    if (!local) return {};
+    View v = fetch_until(*local, deadline, wait, spin);
+    return v;
+  }
   View v;
   if (!s.fetch(ref, deadline, wait, spin, v.pin_)) return v;
   v.session_ = &s;
@@ -182,7 +191,14 @@ View Store::fetch(const RemoteRef& ref, const FetchOptions& options) {
 std::vector<View> Store::fetch_many(std::span<const RemoteRef> refs, const FetchOptions& options) {
   detail::Session& s = session_ref();
   auto deadline = deadline_of(refs.empty() ? RemoteRef() : refs.front(), options);
-  std::vector<detail::Session::Pinned> pinned = s.fetch_many(refs, deadline, options.spin);
+  std::vector<RemoteRef> mapped;  // other hosts' refs replaced by their replicas here
+  for (std::size_t k = 0; k < refs.size(); ++k) {
+    if (refs[k].is_null() || refs[k].segment_tag() == s.geo().segment_tag) continue;
+    if (mapped.empty()) mapped.assign(refs.begin(), refs.end());
+    mapped[k] = *detail::cluster::resolve(*this, refs[k], deadline, true);
+  }
+  std::vector<detail::Session::Pinned> pinned =
+      s.fetch_many(mapped.empty() ? refs : std::span<const RemoteRef>(mapped), deadline, options.spin);
   std::vector<View> views;
   views.reserve(pinned.size());
   detail::ThreadCache& tc = s.thread_cache();

@@ -1,0 +1,305 @@
+// The cluster across real MPI ranks: run under mpirun with two or more
+// ranks (ctest does: see tests/CMakeLists.txt), each rank a host with its
+// own segment, the transport forced onto TCP. Rank 0 runs the tests; the
+// other ranks serve their hosts.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sealstore/cluster.hpp"
+#include "support/errc.hpp"
+
+// As EXPECT_ERRC, and the message contains text.
+#define EXPECT_ERRC_HAS(stmt, errc, text)                  \
+  do {                                                     \
+    std::string msg_;                                      \
+    EXPECT_ERRC_MSG(stmt, errc, msg_);                     \
+    EXPECT_NE(msg_.find(text), std::string::npos) << msg_; \
+  } while (0)
+
+namespace {
+
+using sealstore::Cluster;
+using sealstore::Errc;
+using sealstore::RemoteRef;
+using sealstore::WorkerId;
+
+Cluster* g_cluster = nullptr;
+
+// ---- functions the workers run
+
+// The sum of a remote (or local) vector, fetched in the worker.
+double sum_of(sealstore::Context& cx, RemoteRef ref) {
+  sealstore::View v = cx.store().fetch(ref);
+  auto d = v.as_span<double>();
+  return std::accumulate(d.begin(), d.end(), 0.0);
+}
+SEALSTORE_REGISTER("sum_of", sum_of);
+
+// A vector made on the worker's host: n doubles, element i = seed + i.
+std::vector<double> make_vector(std::uint64_t n, double seed) {
+  std::vector<double> v(n);
+  std::iota(v.begin(), v.end(), seed);
+  return v;
+}
+SEALSTORE_REGISTER("make_vector", make_vector);
+
+// Every worker of every host, as the worker sees them.
+std::vector<std::uint32_t> seen_workers(sealstore::Context& cx) { return cx.workers(); }
+SEALSTORE_REGISTER("seen_workers", seen_workers);
+
+std::uint64_t host_here(sealstore::Context& cx) { return sealstore::cluster::this_host(cx.store()); }
+SEALSTORE_REGISTER("host_here", host_here);
+
+int fails(std::string why) { throw std::runtime_error(why); }
+SEALSTORE_REGISTER("fails", fails);
+
+int sleeps(std::uint32_t ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return 7;
+}
+SEALSTORE_REGISTER("sleeps", sleeps);
+
+// A worker that runs a task on a worker of another host, and returns its
+// result's first element.
+double run_elsewhere(sealstore::Context& cx, WorkerId other) {
+  RemoteRef r = sealstore::cluster::run_at(cx.store(), other, "make_vector", std::uint64_t{4}, 5.0);
+  return cx.store().materialize<std::vector<double>>(r).at(0);
+}
+SEALSTORE_REGISTER("run_elsewhere", run_elsewhere);
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  Cluster& c = *g_cluster;
+  sealstore::Store& s = g_cluster->store();
+  // Workers on host h (added once per process, then reused).
+  WorkerId worker_on(std::size_t h, std::size_t k = 0) {
+    std::vector<WorkerId> mine;
+    for (WorkerId id : c.workers()) {
+      if (c.host_of(id) == h) mine.push_back(id);
+    }
+    while (mine.size() <= k) {
+      auto more = c.add(1, h);
+      mine.insert(mine.end(), more.begin(), more.end());
+    }
+    return mine[k];
+  }
+};
+
+TEST_F(ClusterTest, EveryHostHasItsOwnSegmentAndIdRange) {
+  ASSERT_GE(c.hosts(), 2U);
+  EXPECT_TRUE(c.is_driver());
+  EXPECT_EQ(c.host(), 0U);
+  EXPECT_EQ(c.myid(), 1U);
+  for (std::size_t h = 0; h < c.hosts(); ++h) {
+    sealstore::HostInfo hi = c.host_info(h);
+    EXPECT_EQ(hi.host, h);
+    EXPECT_EQ(hi.rank, static_cast<int>(h));
+    EXPECT_EQ(hi.first_id, h * 1000000 + 1);
+    EXPECT_EQ(c.host_of(hi.first_id), h);
+    EXPECT_NE(hi.segment_tag, 0U);
+    EXPECT_TRUE(sealstore::Store::exists(hi.segment)) << hi.segment;
+    for (std::size_t g = 0; g < h; ++g) EXPECT_NE(c.host_info(g).segment, hi.segment);
+  }
+  EXPECT_ERRC(c.host_of(0), Errc::InvalidArgument);
+  EXPECT_ERRC(c.host_of(static_cast<WorkerId>(c.hosts() * 1000000 + 5)), Errc::InvalidArgument);
+  EXPECT_ERRC(c.host_info(c.hosts()), Errc::InvalidArgument);
+}
+
+TEST_F(ClusterTest, WorkersOfEveryHostAreListedAscendingTheSameEverywhere) {
+  WorkerId a = worker_on(1);
+  WorkerId b = worker_on(0);
+  EXPECT_EQ(c.host_of(a), 1U);
+  EXPECT_EQ(c.host_of(b), 0U);
+  std::vector<WorkerId> all = c.workers();
+  EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
+  EXPECT_NE(std::find(all.begin(), all.end(), a), all.end());
+  EXPECT_NE(std::find(all.begin(), all.end(), b), all.end());
+  // A worker on host 1 sees the same list (its serving process asks every host).
+  EXPECT_EQ(c.call<std::vector<std::uint32_t>>(a, "seen_workers"), all);
+  EXPECT_EQ(c.call<std::uint64_t>(a, "host_here"), 1U);
+  EXPECT_EQ(c.call<std::uint64_t>(b, "host_here"), 0U);
+  EXPECT_EQ(c.pool().workers(), all);
+}
+
+TEST_F(ClusterTest, ARefPutHereIsFetchedByAWorkerOfAnotherHostOnceThenLocally) {
+  WorkerId w1 = worker_on(1, 0);
+  WorkerId w2 = worker_on(1, 1);
+  std::vector<double> data = make_vector(1 << 19, 1.0);  // 4 MiB
+  double want = std::accumulate(data.begin(), data.end(), 0.0);
+  RemoteRef ref = s.put(data);
+  sealstore::TransferStats before = c.stats(1);
+  EXPECT_EQ(c.call<double>(w1, "sum_of", ref), want);
+  sealstore::TransferStats after = c.stats(1);
+  EXPECT_EQ(after.transfers_in, before.transfers_in + 1);
+  EXPECT_EQ(after.bytes_in, before.bytes_in + data.size() * sizeof(double));
+  // Another worker of that host: local now, no transfer.
+  EXPECT_EQ(c.call<double>(w2, "sum_of", ref), want);
+  EXPECT_EQ(c.stats(1).transfers_in, after.transfers_in);
+  s.erase(ref);
+}
+
+TEST_F(ClusterTest, AResultMadeOnAnotherHostIsFetchedHereZeroCopyAfterOneTransfer) {
+  WorkerId w = worker_on(1);
+  RemoteRef r = c.run_at(w, "make_vector", std::uint64_t{1000}, 2.0);
+  EXPECT_EQ(r.where(), w);
+  EXPECT_EQ(r.segment_tag(), c.host_info(1).segment_tag);
+  sealstore::TransferStats before = c.stats(0);
+  sealstore::View v = s.fetch(r);
+  ASSERT_EQ(v.size(), 1000 * sizeof(double));
+  EXPECT_EQ(v.as_span<double>()[999], 1001.0);
+  EXPECT_EQ(c.stats(0).transfers_in, before.transfers_in + 1);
+  sealstore::View again = s.fetch(r);
+  EXPECT_EQ(again.bytes().data(), v.bytes().data());  // the same replica: no copy
+  EXPECT_EQ(s.materialize<std::vector<double>>(r).at(0), 2.0);
+  EXPECT_EQ(c.stats(0).transfers_in, before.transfers_in + 1);
+  // The replica is an object of this host, named for the ref it copies.
+  bool named = false;
+  for (const sealstore::ObjectInfo& o : s.objects()) {
+    for (const std::string& n : o.names) named = named || n.find("sealstore.replica/") == 0;
+  }
+  EXPECT_TRUE(named);
+  v = sealstore::View();
+  again = sealstore::View();
+  sealstore::cluster::erase(s, r);
+  EXPECT_ERRC(s.fetch(r, std::chrono::seconds(5)), Errc::NotFound);
+}
+
+TEST_F(ClusterTest, ConcurrentFetchesOnOneHostShareOneTransfer) {
+  std::vector<WorkerId> ws;
+  for (std::size_t k = 0; k < 4; ++k) ws.push_back(worker_on(1, k));
+  std::vector<double> data = make_vector(1 << 20, 3.0);  // 8 MiB
+  double want = std::accumulate(data.begin(), data.end(), 0.0);
+  RemoteRef ref = s.put(data);
+  sealstore::TransferStats in_before = c.stats(1);
+  sealstore::TransferStats out_before = c.stats(0);
+  std::vector<RemoteRef> results;
+  for (WorkerId w : ws) results.push_back(c.run_at(w, "sum_of", ref));
+  for (const RemoteRef& r : results) {
+    EXPECT_EQ(s.materialize<double>(r), want);
+    sealstore::cluster::erase(s, r);
+  }
+  EXPECT_EQ(c.stats(1).transfers_in, in_before.transfers_in + 1);
+  EXPECT_EQ(c.stats(0).transfers_out, out_before.transfers_out + 1);
+  s.erase(ref);
+}
+
+TEST_F(ClusterTest, ErrorsCrossHostsWithTheirCodes) {
+  WorkerId w = worker_on(1);
+  RemoteRef failed = c.run_at(w, "fails", std::string("no luck"));
+  EXPECT_ERRC_HAS(s.fetch(failed), Errc::WorkerFailed, "no luck");
+  EXPECT_ERRC_HAS(sealstore::cluster::wait(s, failed), Errc::WorkerFailed, "no luck");
+  sealstore::cluster::erase(s, failed);
+
+  RemoteRef gone = c.run_at(w, "make_vector", std::uint64_t{8}, 0.0);
+  sealstore::cluster::wait(s, gone);
+  sealstore::cluster::erase(s, gone);
+  EXPECT_ERRC(s.fetch(gone), Errc::NotFound);
+  EXPECT_ERRC(s.materialize<std::vector<double>>(gone), Errc::NotFound);
+
+  RemoteRef nowhere(0x12345678U, 42, 1, 1);
+  EXPECT_ERRC_HAS(s.fetch(nowhere), Errc::NotFound, "no host");
+
+  RemoteRef slow = c.run_at(w, "sleeps", std::uint32_t{1500});
+  EXPECT_ERRC(s.fetch(slow, std::chrono::milliseconds(100)), Errc::Timeout);
+  EXPECT_EQ(s.materialize<int>(slow), 7);
+  sealstore::cluster::erase(s, slow);
+
+  EXPECT_ERRC(c.run_at(static_cast<WorkerId>(c.hosts() * 1000000 + 2), "host_here"), Errc::InvalidArgument);
+  EXPECT_ERRC(c.run_at(c.host_info(1).first_id, "host_here"), Errc::InvalidArgument);
+  EXPECT_ERRC(c.run_at(w, "no_such_function"), Errc::NotFound);
+  EXPECT_ERRC(c.run_at(w, "host_here", 3), Errc::InvalidArgument);
+  EXPECT_ERRC(c.add(1, c.hosts()), Errc::InvalidArgument);
+  EXPECT_ERRC(c.remove(static_cast<WorkerId>(1000000 + 999)), Errc::InvalidArgument);
+}
+
+TEST_F(ClusterTest, TryFetchStartsTheTransferAndNeverWaits) {
+  WorkerId w = worker_on(1);
+  RemoteRef r = c.run_at(w, "make_vector", std::uint64_t{1 << 16}, 1.0);
+  sealstore::cluster::wait(s, r);
+  std::optional<sealstore::View> v = s.try_fetch(r);
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!v && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    v = s.try_fetch(r);
+  }
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->as_span<double>()[10], 11.0);
+  v.reset();
+  sealstore::cluster::erase(s, r);
+}
+
+TEST_F(ClusterTest, WorkersRunTasksOnOtherHosts) {
+  WorkerId here = worker_on(0);
+  WorkerId there = worker_on(1);
+  EXPECT_EQ(c.call<double>(here, "run_elsewhere", there), 5.0);
+  EXPECT_EQ(c.call<double>(there, "run_elsewhere", here), 5.0);
+}
+
+TEST_F(ClusterTest, EverywhereRunsOnEveryWorkerOfEveryHost) {
+  worker_on(0);
+  worker_on(1);
+  std::vector<WorkerId> all = c.workers();
+  std::vector<RemoteRef> refs = c.everywhere("host_here");
+  ASSERT_EQ(refs.size(), all.size());
+  for (std::size_t k = 0; k < refs.size(); ++k) {
+    EXPECT_EQ(refs[k].where(), all[k]);
+    EXPECT_EQ(s.materialize<std::uint64_t>(refs[k]), c.host_of(all[k]));
+    sealstore::cluster::erase(s, refs[k]);
+  }
+  EXPECT_ERRC_HAS(c.everywhere("fails", std::string("everywhere")), Errc::WorkerFailed, "everywhere");
+}
+
+TEST_F(ClusterTest, ReplicateBroadcastsToEveryHost) {
+  WorkerId w = worker_on(1);
+  RemoteRef r = c.run_at(w, "make_vector", std::uint64_t{1 << 18}, 4.0);  // 2 MiB on host 1
+  std::vector<sealstore::TransferStats> before;
+  for (std::size_t h = 0; h < c.hosts(); ++h) before.push_back(c.stats(h));
+  c.replicate(r);
+  for (std::size_t h = 0; h < c.hosts(); ++h) {
+    sealstore::TransferStats now = c.stats(h);
+    EXPECT_EQ(now.broadcasts, before[h].broadcasts + 1) << "host " << h;
+    EXPECT_EQ(now.transfers_in, before[h].transfers_in + (h == 1 ? 0 : 1)) << "host " << h;
+  }
+  // Every host holds it now: fetching it here moves nothing.
+  sealstore::View v = s.fetch(r);
+  EXPECT_EQ(v.as_span<double>()[0], 4.0);
+  EXPECT_EQ(c.stats(0).transfers_in, before[0].transfers_in + 1);
+  v = sealstore::View();
+  sealstore::cluster::erase(s, r);
+  EXPECT_ERRC(c.replicate(RemoteRef()), Errc::InvalidArgument);
+}
+
+TEST_F(ClusterTest, NotAClusterStoreSaysSo) {
+  std::string name = "clustertest-plain-" + std::to_string(::getpid());
+  {
+    sealstore::Store plain = sealstore::Store::create(name);
+    EXPECT_FALSE(sealstore::cluster::joined(plain));
+    EXPECT_TRUE(sealstore::cluster::joined(s));
+    EXPECT_ERRC(sealstore::cluster::hosts(plain), Errc::InvalidArgument);
+    EXPECT_ERRC_HAS(plain.fetch(RemoteRef(s.info().segment_tag, 5, 1, 1)), Errc::NotFound, "another segment");
+    EXPECT_ERRC(sealstore::cluster::stats(plain, 0), Errc::InvalidArgument);
+  }
+  sealstore::Store::remove(name);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (sealstore::Pool::is_worker(argc, argv)) return sealstore::Pool::worker_main(argc, argv);
+  sealstore::ClusterOptions o;
+  o.pool.store.capacity = std::uint64_t{256} << 20U;
+  o.chunk_bytes = std::uint64_t{1} << 20U;  // several chunks per object in these tests
+  Cluster c = Cluster::start("clustertest-" + std::to_string(::getpid()), o);
+  if (!c.is_driver()) return c.serve();
+  g_cluster = &c;
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
