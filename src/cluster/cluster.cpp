@@ -101,7 +101,10 @@ struct Answer {
   std::vector<std::byte> body;
   static Answer ok(std::vector<std::byte> b = {}) { return {0, std::move(b)}; }
   static Answer error(const Error& e) {
+    // The message without what() prefixes (the code's name): the asker's Error adds it again.
     std::string_view w = e.what();
+    std::string_view name = to_string(e.code());
+    if (w.starts_with(name) && w.substr(name.size()).starts_with(": ")) w.remove_prefix(name.size() + 2);
     return {static_cast<std::uint32_t>(e.code()), {bytes_of(w).begin(), bytes_of(w).end()}};
   }
   static Answer error(Errc c, std::string_view message) {
@@ -157,6 +160,7 @@ class ClusterImpl {
   Answer run_here(Kind kind, Reader& in);
   void gather_workers(std::function<void(Answer)> done);
   void replicate(const RemoteRef& ref, std::function<void(Answer)> done);
+  void next_broadcast();
 
   // ---- calls from other hosts
   void remote_call(int source, Kind kind, std::uint64_t call, Reader& in);
@@ -219,6 +223,7 @@ class ClusterImpl {
     std::optional<Writer> writer;
     std::vector<MPI_Request> reqs;
     std::uint64_t size = 0;
+    std::size_t from = 0;  // the host it comes from
   };
   std::map<std::pair<std::uint32_t, std::uint64_t>, Incoming> incoming_;
   // Broadcasts wait their turn at rank 0.
@@ -455,7 +460,7 @@ void ClusterImpl::local_request(Kind kind, Reader& in, const RemoteRef& reply) {
       auto ref = again.get<RemoteRef>();
       std::size_t h = host_of_ref(ref);
       if (kind == Kind::Erase) {
-        if (std::optional<RemoteRef> local = store().lookup(cluster::replica_name(ref))) {
+        if (std::optional<RemoteRef> local = store().lookup(cluster::replica_name(ref, h))) {
           try {
             store().erase(*local);
           } catch (const Error&) {  // erased already
@@ -516,7 +521,8 @@ void ClusterImpl::local_request(Kind kind, Reader& in, const RemoteRef& reply) {
 
 void ClusterImpl::fetch_for_host(const RemoteRef& ref, const RemoteRef& reply) {
   Store& s = store();
-  if (std::optional<RemoteRef> local = s.lookup(cluster::replica_name(ref))) {
+  std::size_t from = *map_.host_of_tag(ref.segment_tag());
+  if (std::optional<RemoteRef> local = s.lookup(cluster::replica_name(ref, from))) {
     return answer_local(reply, Answer::ok(pack(*local)));
   }
   auto key = std::make_pair(ref.segment_tag(), ref.id());
@@ -524,9 +530,9 @@ void ClusterImpl::fetch_for_host(const RemoteRef& ref, const RemoteRef& reply) {
   if (!reply.is_null()) it->second.replies.push_back(reply);
   if (!fresh) return;  // one transfer for every asker
   it->second.ref = ref;
-  std::size_t h = *map_.host_of_tag(ref.segment_tag());
-  int peer = map_.hosts[h].rank;
-  call(h, Kind::Fetch, pack(ref), [this, key, peer](Answer a) {
+  it->second.from = from;
+  int peer = map_.hosts[from].rank;
+  call(from, Kind::Fetch, pack(ref), [this, key, peer](Answer a) {
     auto it2 = incoming_.find(key);
     if (it2 == incoming_.end()) return;
     Incoming& in = it2->second;
@@ -644,32 +650,29 @@ void ClusterImpl::gather_workers(std::function<void(Answer)> done) {
 // the seal, then has every rank join.
 void ClusterImpl::replicate(const RemoteRef& ref, std::function<void(Answer)> done) {
   bcast_queue_.emplace_back(ref, std::move(done));
-  if (bcast_busy_) return;
-  auto next = std::make_shared<std::function<void()>>();
-  *next = [this, next] {
-    if (bcast_queue_.empty()) {
-      bcast_busy_ = false;
-      return;
-    }
-    bcast_busy_ = true;
-    auto [r, d] = std::move(bcast_queue_.front());
-    bcast_queue_.pop_front();
-    std::size_t root = *map_.host_of_tag(r.segment_tag());
-    if (root == host_) {
-      std::uint64_t id = next_call_++;
-      calls_.emplace(id, [d = std::move(d), next](Answer a) {
-        d(std::move(a));
-        (*next)();
-      });
-      held_.push_back(Held{-1, id, r, kBcastRun});
-      return;
-    }
-    call(root, kBcastRun, pack(r), [d = std::move(d), next](Answer a) {
-      d(std::move(a));
-      (*next)();
-    });
+  if (!bcast_busy_) next_broadcast();
+}
+
+void ClusterImpl::next_broadcast() {
+  if (bcast_queue_.empty()) {
+    bcast_busy_ = false;
+    return;
+  }
+  bcast_busy_ = true;
+  auto [r, d] = std::move(bcast_queue_.front());
+  bcast_queue_.pop_front();
+  std::size_t root = *map_.host_of_tag(r.segment_tag());
+  auto finish = [this, d = std::move(d)](Answer a) {
+    d(std::move(a));
+    next_broadcast();
   };
-  (*next)();
+  if (root == host_) {
+    std::uint64_t id = next_call_++;
+    calls_.emplace(id, std::move(finish));
+    held_.push_back(Held{-1, id, r, kBcastRun});
+  } else {
+    call(root, kBcastRun, pack(r), std::move(finish));
+  }
 }
 
 // ---- calls from other hosts
@@ -792,7 +795,8 @@ void ClusterImpl::run_broadcast(const RemoteRef& ref, std::int32_t root, std::op
   std::vector<std::byte> scratch;
   std::string why;
   bool is_root = view.has_value();
-  if (!is_root && !store().lookup(cluster::replica_name(ref))) {
+  std::size_t from = *map_.host_of_tag(ref.segment_tag());
+  if (!is_root && !store().lookup(cluster::replica_name(ref, from))) {
     try {
       w.emplace(store().create_writer(head.size, head.type));
     } catch (const Error& e) {
@@ -816,7 +820,7 @@ void ClusterImpl::run_broadcast(const RemoteRef& ref, std::int32_t root, std::op
   if (w) {
     RemoteRef local = w->ref();
     std::move(*w).seal();
-    store().bind(cluster::replica_name(ref), local);
+    store().bind(cluster::replica_name(ref, from), local);
     ++stats_.transfers_in;
     stats_.bytes_in += head.size;
   }
@@ -890,7 +894,7 @@ bool ClusterImpl::progress_transfers() {
     Answer a;
     try {
       std::move(*in.writer).seal();
-      store().bind(cluster::replica_name(in.ref), local);
+      store().bind(cluster::replica_name(in.ref, in.from), local);
       ++stats_.transfers_in;
       stats_.bytes_in += in.size;
       a = Answer::ok(pack(local));

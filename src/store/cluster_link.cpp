@@ -72,24 +72,28 @@ ValueType request_type() {
   return t;
 }
 
-std::string replica_name(const RemoteRef& ref) {
-  return fmt::format("{}{:08x}:{:x}", kReplicaPrefix, ref.segment_tag(), ref.id());
+std::string replica_name(const RemoteRef& ref, std::size_t from) {
+  return fmt::format("{}{}/{:08x}:{:x}", kReplicaPrefix, from, ref.segment_tag(), ref.id());
 }
 
-std::optional<RemoteRef> parse_replica_name(std::string_view name) {
+std::optional<ReplicaOf> parse_replica_name(std::string_view name) {
   if (!name.starts_with(kReplicaPrefix)) return std::nullopt;
   name.remove_prefix(kReplicaPrefix.size());
+  std::size_t slash = name.find('/');
   std::size_t colon = name.find(':');
-  if (colon == std::string_view::npos) return std::nullopt;
+  if (slash == std::string_view::npos || colon == std::string_view::npos || colon < slash) return std::nullopt;
+  std::size_t from = 0;
   std::uint32_t tag = 0;
   std::uint64_t id = 0;
-  auto t = std::from_chars(name.data(), name.data() + colon, tag, 16);
-  auto i = std::from_chars(name.data() + colon + 1, name.data() + name.size(), id, 16);
-  if (t.ec != std::errc() || t.ptr != name.data() + colon || i.ec != std::errc() ||
-      i.ptr != name.data() + name.size() || id == 0) {
+  const char* end = name.data() + name.size();
+  auto f = std::from_chars(name.data(), name.data() + slash, from, 10);
+  auto t = std::from_chars(name.data() + slash + 1, name.data() + colon, tag, 16);
+  auto i = std::from_chars(name.data() + colon + 1, end, id, 16);
+  if (f.ec != std::errc() || f.ptr != name.data() + slash || t.ec != std::errc() || t.ptr != name.data() + colon ||
+      i.ec != std::errc() || i.ptr != end || id == 0) {
     return std::nullopt;
   }
-  return RemoteRef(tag, id, 0, 0);
+  return ReplicaOf{RemoteRef(tag, id, 0, 0), from};
 }
 
 std::optional<std::size_t> ClusterMap::host_of_tag(std::uint32_t tag) const {
@@ -214,7 +218,9 @@ std::optional<RemoteRef> resolve(Store& store, const RemoteRef& ref,
                                             "{:08x})",
                                             ref.to_string(), store.name(), ref.segment_tag()));
   }
-  if (std::optional<RemoteRef> local = store.lookup(replica_name(ref))) return local;
+  if (std::optional<RemoteRef> local = store.lookup(replica_name(ref, *map->host_of_tag(ref.segment_tag())))) {
+    return local;
+  }
   std::vector<std::byte> payload;
   append(payload, ref);
   if (!wait) {

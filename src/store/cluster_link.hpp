@@ -12,7 +12,7 @@
 //   where = the serving process: a ReplyHead, then the payload, or, when
 //   code is not 0, the error's message. A null reply asks for no answer.
 // - A replica of another host's object is an ordinary object of this
-//   segment, bound to replica_name(ref) once its transfer has begun.
+//   segment, bound to replica_name(ref, host) once it is sealed.
 #pragma once
 
 #include <array>
@@ -98,10 +98,16 @@ struct TransferStats {
 
 // The type a request object is sealed with (a trivial type of its own).
 ValueType request_type();
-// "sealstore.replica/7f3a91c2:2a00000001"
-std::string replica_name(const RemoteRef& ref);
-// The ref a replica name stands for, if it is one.
-std::optional<RemoteRef> parse_replica_name(std::string_view name);
+// "sealstore.replica/1/7f3a91c2:2a00000001": the name of the replica of
+// ref, an object of host `from`.
+std::string replica_name(const RemoteRef& ref, std::size_t from);
+// What a replica name stands for, if it is one: the ref's segment tag and
+// id (its where and whence are not in the name), and the host it is from.
+struct ReplicaOf {
+  RemoteRef ref;
+  std::size_t from;
+};
+std::optional<ReplicaOf> parse_replica_name(std::string_view name);
 
 struct HostEntry {
   std::uint32_t segment_tag = 0;

@@ -5,8 +5,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
+#include <array>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -276,6 +280,35 @@ TEST_F(ClusterTest, ReplicateBroadcastsToEveryHost) {
   sealstore::cluster::erase(s, r);
   EXPECT_ERRC(c.replicate(RemoteRef()), Errc::InvalidArgument);
 }
+
+#ifdef SEALSTORE_MEMSTAT
+std::string run_memstat(const std::string& args) {
+  std::string out;
+  FILE* p = ::popen((std::string(SEALSTORE_MEMSTAT) + " " + args + " 2>&1").c_str(), "r");
+  if (p == nullptr) return "popen failed";
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
+  int rc = ::pclose(p);
+  return rc == 0 ? out : "exit " + std::to_string(rc) + ": " + out;
+}
+
+TEST_F(ClusterTest, MemstatListsTheReplicasAHostHoldsAndWhereEachCameFrom) {
+  WorkerId w = worker_on(1);
+  std::vector<double> data = make_vector(3000, 1.0);
+  RemoteRef ref = s.put(data);
+  EXPECT_EQ(c.call<double>(w, "sum_of", ref), std::accumulate(data.begin(), data.end(), 0.0));
+  std::string host1 = c.host_info(1).segment;
+  std::string tag_id = fmt::format("{:08x}:{:x}", ref.segment_tag(), ref.id());
+  std::string text = run_memstat("--segment " + host1 + " replicas");
+  EXPECT_NE(text.find(tag_id), std::string::npos) << text;
+  EXPECT_NE(text.find("TOTAL"), std::string::npos) << text;
+  std::string json = run_memstat("--segment " + host1 + " replicas --json");
+  EXPECT_NE(json.find("\"copy_of\": \"" + tag_id + "\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"from_host\": 0"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"cluster_host\": true"), std::string::npos) << json;
+  sealstore::cluster::erase(s, ref);
+}
+#endif
 
 TEST_F(ClusterTest, NotAClusterStoreSaysSo) {
   std::string name = "clustertest-plain-" + std::to_string(::getpid());

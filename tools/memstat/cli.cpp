@@ -119,8 +119,10 @@ Options parse_options(const std::vector<std::string>& args) {
         o.view = View::Objects;
       } else if (arg == "segment") {
         o.view = View::Segment;
+      } else if (arg == "replicas") {
+        o.view = View::Replicas;
       } else {
-        throw UsageError(fmt::format("unknown view '{}': use processes, objects or segment", arg));
+        throw UsageError(fmt::format("unknown view '{}': use processes, objects, segment or replicas", arg));
       }
     }
   }
@@ -129,7 +131,7 @@ Options parse_options(const std::vector<std::string>& args) {
     throw UsageError(fmt::format("{} shows no view: drop the view name", o.mode == Mode::List ? "--list" : "--gc"));
   }
   if (o.mode != Mode::Show && o.watch_seconds) {
-    throw UsageError("--watch refreshes a view (processes, objects or segment), not --list or --gc");
+    throw UsageError("--watch refreshes a view (processes, objects, segment or replicas), not --list or --gc");
   }
   if (o.mode == Mode::List && o.segment) throw UsageError("--list shows every segment: drop --segment");
   if (!object_flags.empty() && (o.mode != Mode::Show || o.view != View::Objects)) {
@@ -142,7 +144,7 @@ Options parse_options(const std::vector<std::string>& args) {
 }
 
 std::string help_text() {
-  return R"(Usage: sealstore-memstat [--segment NAME] [processes|objects|segment] [--json] [--watch SECONDS]
+  return R"(Usage: sealstore-memstat [--segment NAME] [processes|objects|segment|replicas] [--json] [--watch SECONDS]
        sealstore-memstat --list [--json]
        sealstore-memstat --gc [--segment NAME] [--yes] [--min-age SECONDS] [--spill-dir DIR] [--json]
 
@@ -161,6 +163,9 @@ Views:
                      sealstore-memstat --segment demo objects
   segment          capacity, used, free, largest free block, layout, backing file
                      sealstore-memstat --segment demo segment
+  replicas         on a host of a cluster: the copies of other hosts' objects held
+                   here, the host each came from, and the bytes received
+                     sealstore-memstat --segment job.host1 replicas
 
 Options:
   -s, --segment NAME   the segment; default $SEALSTORE_SEGMENT, else the only one

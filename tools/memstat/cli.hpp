@@ -22,7 +22,7 @@ enum ExitCode : int {
   kExitInUse = 7,         // --gc --segment NAME: the segment is in use, kept
 };
 
-enum class View { Processes, Objects, Segment };
+enum class View { Processes, Objects, Segment, Replicas };
 enum class Mode { Show, List, Gc };
 enum class SortBy { Age, Size };
 

@@ -308,6 +308,95 @@ std::string objects_text(const Options& o, const Snapshot& s, const Snapshot* pr
   return out;
 }
 
+// ---- replicas (a host of a cluster)
+
+// A replica's name, "sealstore.replica/HOST/TAG:ID" (see sealstore/cluster.hpp).
+struct ReplicaName {
+  std::size_t from = 0;
+  std::string of;  // "TAG:ID" of the ref it copies
+};
+std::optional<ReplicaName> replica_name_of(const std::string& n) {
+  constexpr std::string_view kPrefix = "sealstore.replica/";
+  if (n.rfind(kPrefix, 0) != 0) return std::nullopt;
+  std::string rest = n.substr(kPrefix.size());
+  std::size_t slash = rest.find('/');
+  if (slash == 0 || slash == std::string::npos || rest.find_first_not_of("0123456789") != slash) return std::nullopt;
+  return ReplicaName{std::stoul(rest.substr(0, slash)), rest.substr(slash + 1)};
+}
+
+struct Replica {
+  const ObjectInfo* obj;
+  ReplicaName name;
+};
+std::vector<Replica> replicas_of(const Snapshot& s) {
+  std::vector<Replica> out;
+  for (const ObjectInfo& o : s.objects) {
+    for (const std::string& n : o.names) {
+      if (auto r = replica_name_of(n)) out.push_back(Replica{&o, *r});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Replica& a, const Replica& b) {
+    return a.name.from != b.name.from ? a.name.from < b.name.from : a.obj->created_unix_ns < b.obj->created_unix_ns;
+  });
+  return out;
+}
+
+bool is_cluster_host(const Snapshot& s) {
+  return std::any_of(s.objects.begin(), s.objects.end(), [](const ObjectInfo& o) {
+    return std::find(o.names.begin(), o.names.end(), "sealstore.cluster") != o.names.end();
+  });
+}
+
+std::string replicas_text(const Options& o, const Snapshot& s, const Snapshot* prev) {
+  Table t({{"FROM HOST", Align::Right},
+           {"COPY OF (TAG:ID)", Align::Left},
+           {"REF HERE", Align::Left},
+           {"SIZE", Align::Right},
+           {"TYPE", Align::Left},
+           {"PINNED BY", Align::Left},
+           {"AGE", Align::Right}});
+  std::vector<Replica> rs = replicas_of(s);
+  std::uint64_t bytes = 0;
+  for (const Replica& r : rs) {
+    std::string pins;
+    for (WorkerId id : r.obj->pinned_by) pins += fmt::format("{}{}", pins.empty() ? "" : ", ", id);
+    t.add_row({std::to_string(r.name.from), r.name.of, r.obj->ref.to_string(), human_size(r.obj->size),
+               r.obj->type.describe(), pins.empty() ? "-" : pins,
+               human_age(seconds_between(s.time_unix_ns, r.obj->created_unix_ns))});
+    bytes += r.obj->size;
+  }
+  t.set_totals({fmt::format("TOTAL ({} replica{})", rs.size(), rs.size() == 1 ? "" : "s"), "", "", human_size(bytes)});
+  std::string out = header_line(s, prev, o);
+  if (!is_cluster_host(s)) {
+    out += "This segment is not a host of a cluster: it holds no replicas.\n";
+    return out;
+  }
+  out += rs.empty() ? "No replicas: nothing was fetched here from another host yet.\n" : t.render();
+  out +=
+      "\nA replica is this host's copy of another host's object, received once by MPI and then fetched\n"
+      "here zero-copy; SIZE totals the bytes received for the replicas held now.\n";
+  return out;
+}
+
+void json_replicas(JsonWriter& j, const Snapshot& s) {
+  j.member("cluster_host", is_cluster_host(s));
+  j.key("replicas").begin_array();
+  std::uint64_t bytes = 0;
+  for (const Replica& r : replicas_of(s)) {
+    j.begin_object();
+    j.member("from_host", static_cast<std::uint64_t>(r.name.from)).member("copy_of", r.name.of);
+    j.member("ref", r.obj->ref.to_string()).member("size", r.obj->size).member("type", r.obj->type.describe());
+    j.key("pinned_by").begin_array();
+    for (WorkerId id : r.obj->pinned_by) j.value(id);
+    j.end_array();
+    j.member("created_unix_ns", r.obj->created_unix_ns);
+    j.end_object();
+    bytes += r.obj->size;
+  }
+  j.end_array();
+  j.member("bytes_received", bytes);
+}
+
 // ---- segment
 
 std::string segment_text(const Options& o, const Snapshot& s, const Snapshot* prev) {
@@ -582,6 +671,7 @@ std::string render_view_text(const Options& o, const Snapshot& now, const Snapsh
     case View::Processes: return processes_text(o, now, prev);
     case View::Objects: return objects_text(o, now, prev);
     case View::Segment: return segment_text(o, now, prev);
+    case View::Replicas: return replicas_text(o, now, prev);
   }
   return {};
 }
@@ -590,7 +680,10 @@ std::string render_view_json(const Options& o, const Snapshot& now, const Snapsh
                              std::uint64_t sequence) {
   JsonWriter j(pretty);
   j.begin_object();
-  std::string_view view = o.view == View::Processes ? "processes" : o.view == View::Objects ? "objects" : "segment";
+  std::string_view view = o.view == View::Processes ? "processes"
+                          : o.view == View::Objects ? "objects"
+                          : o.view == View::Segment ? "segment"
+                                                    : "replicas";
   json_envelope(j, view, now.time_unix_ns);
   j.key("watch");
   if (o.watch_seconds) {
@@ -609,6 +702,7 @@ std::string render_view_json(const Options& o, const Snapshot& now, const Snapsh
   json_segment(j, now);
   if (o.view == View::Processes) json_processes(j, now, prev);
   if (o.view == View::Objects) json_objects(j, o, now);
+  if (o.view == View::Replicas) json_replicas(j, now);
   if (o.view == View::Segment && prev != nullptr) {
     j.key("delta").begin_object();
     j.member("used", diff(now.segment.used, prev->segment.used));
