@@ -105,7 +105,8 @@ std::vector<WorkerId> add(Store& store, std::size_t n, std::size_t host);
 void remove(Store& store, WorkerId id);
 // Every host's workers, ascending (as sealstore::workers(store)).
 std::vector<WorkerId> workers(const Store& store);
-// The pid of worker id, in its host's pid namespace.
+// The pid of worker id (or of a host's serving process), in its host's
+// pid namespace. Errors: InvalidArgument (no such live worker).
 std::int32_t pid(Store& store, WorkerId id);
 
 namespace detail {

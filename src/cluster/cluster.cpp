@@ -599,7 +599,10 @@ Answer ClusterImpl::run_here(Kind kind, Reader& in) {
       return Answer::ok(pack_ids(pool_->add(n)));
     }
     case Kind::Remove: pool_->remove(in.get<WorkerId>()); return Answer::ok();
-    case Kind::Pids: return Answer::ok(pack(pool_->pid(in.get<WorkerId>())));
+    case Kind::Pids: {
+      auto id = in.get<WorkerId>();
+      return Answer::ok(pack(id == store().myid() ? static_cast<std::int32_t>(::getpid()) : pool_->pid(id)));
+    }
     case Kind::RunAt: {
       auto id = in.get<WorkerId>();
       auto name_len = in.get<std::uint32_t>();

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 
 #include "sealstore/error.hpp"
 #include "sealstore/view.hpp"
@@ -47,7 +48,45 @@ void copy_text(std::array<char, N>& to, std::string_view from) {
                           ref.to_string(), store.name(), store.session()->geo().segment_tag, store.name()));
 }
 
+struct Remembered {
+  std::uint32_t segment_tag;
+  std::uint32_t tag;
+  std::uint64_t id;
+  friend bool operator==(const Remembered&, const Remembered&) = default;
+};
+struct RememberedHash {
+  std::size_t operator()(const Remembered& k) const noexcept {
+    return std::hash<std::uint64_t>{}(k.id ^ (std::uint64_t{k.tag} << 32U) ^ k.segment_tag);
+  }
+};
+constexpr std::size_t kMaxRemembered = 4096;
+std::unordered_map<Remembered, RemoteRef, RememberedHash>& remembered_map() {
+  thread_local std::unordered_map<Remembered, RemoteRef, RememberedHash> m;
+  return m;
+}
+
 }  // namespace
+
+std::optional<RemoteRef> remembered(std::uint32_t segment_tag, const RemoteRef& ref) noexcept {
+  auto& m = remembered_map();
+  if (m.empty()) return std::nullopt;
+  auto it = m.find(Remembered{segment_tag, ref.segment_tag(), ref.id()});
+  if (it == m.end()) return std::nullopt;
+  return it->second;
+}
+
+void remember(std::uint32_t segment_tag, const RemoteRef& ref, const RemoteRef& replica) noexcept {
+  try {
+    auto& m = remembered_map();
+    if (m.size() >= kMaxRemembered) m.clear();
+    m[Remembered{segment_tag, ref.segment_tag(), ref.id()}] = replica;
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a memory, not a need
+  }
+}
+
+void forget(std::uint32_t segment_tag, const RemoteRef& ref) noexcept {
+  remembered_map().erase(Remembered{segment_tag, ref.segment_tag(), ref.id()});
+}
 
 std::span<const std::byte> Reader::take(std::size_t n) {
   if (n > left()) {

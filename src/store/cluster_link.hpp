@@ -144,6 +144,12 @@ void tell(Store& store, Kind kind, std::span<const std::byte> payload);
 std::optional<RemoteRef> resolve(Store& store, const RemoteRef& ref,
                                  std::optional<std::chrono::steady_clock::time_point> deadline, bool wait);
 
+// This thread's memory of the replicas it fetched, by the segment they are
+// in (its tag) and the ref they copy: a second fetch skips the name lookup.
+std::optional<RemoteRef> remembered(std::uint32_t segment_tag, const RemoteRef& ref) noexcept;
+void remember(std::uint32_t segment_tag, const RemoteRef& ref, const RemoteRef& replica) noexcept;
+void forget(std::uint32_t segment_tag, const RemoteRef& ref) noexcept;
+
 template <class T>
 void append(std::vector<std::byte>& out, const T& v) {
   const auto* p = reinterpret_cast<const std::byte*>(&v);  // NOLINT: bytes of a trivial value

@@ -151,10 +151,20 @@ View Store::fetch_until(const RemoteRef& ref, std::optional<std::chrono::steady_
   detail::Session& s = session_ref();
   if (!ref.is_null() && ref.segment_tag() != s.geo().segment_tag) {
     // Another host's object, if this segment is a host of a cluster: its
-    // replica here (made on first use).
+    // replica here (made on first use). A replica this thread used before
+    // is tried first; if it was erased since, it is looked up again.
+    if (std::optional<RemoteRef> known = detail::cluster::remembered(s.geo().segment_tag, ref)) {
+      try {
+        return fetch_until(*known, deadline, wait, spin);
+      } catch (const Error& e) {
+        if (e.code() != Errc::NotFound) throw;
+        detail::cluster::forget(s.geo().segment_tag, ref);
+      }
+    }
     std::optional<RemoteRef> local = detail::cluster::resolve(*this, ref, deadline, wait);
     if (!local) return {};
     View v = fetch_until(*local, deadline, wait, spin);
+    if (!v.empty()) detail::cluster::remember(s.geo().segment_tag, ref, *local);
     return v;
   }
   View v;

@@ -176,6 +176,23 @@ TEST_F(ClusterTest, AResultMadeOnAnotherHostIsFetchedHereZeroCopyAfterOneTransfe
   EXPECT_ERRC(s.fetch(r, std::chrono::seconds(5)), Errc::NotFound);
 }
 
+TEST_F(ClusterTest, AReplicaErasedHereIsFetchedAgainByANewTransfer) {
+  WorkerId w = worker_on(1);
+  RemoteRef r = c.run_at(w, "make_vector", std::uint64_t{512}, 9.0);
+  EXPECT_EQ(s.fetch(r).as_span<double>()[0], 9.0);  // this thread now knows the replica
+  std::string name = fmt::format("sealstore.replica/1/{:08x}:{:x}", r.segment_tag(), r.id());
+  std::optional<RemoteRef> replica = s.lookup(name);
+  ASSERT_TRUE(replica.has_value()) << name;
+  s.erase(*replica);
+  sealstore::TransferStats before = c.stats(0);
+  EXPECT_EQ(s.fetch(r).as_span<double>()[511], 520.0);
+  EXPECT_EQ(c.stats(0).transfers_in, before.transfers_in + 1);
+  std::optional<RemoteRef> again = s.lookup(name);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE(*again == *replica);
+  sealstore::cluster::erase(s, r);
+}
+
 TEST_F(ClusterTest, ConcurrentFetchesOnOneHostShareOneTransfer) {
   std::vector<WorkerId> ws;
   for (std::size_t k = 0; k < 4; ++k) ws.push_back(worker_on(1, k));
