@@ -3,6 +3,7 @@
 // own segment, the transport forced onto TCP. Rank 0 runs the tests; the
 // other ranks serve their hosts.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <numeric>
 #include <stdexcept>
@@ -338,6 +340,29 @@ TEST_F(ClusterTest, NotAClusterStoreSaysSo) {
     EXPECT_ERRC(sealstore::cluster::stats(plain, 0), Errc::InvalidArgument);
   }
   sealstore::Store::remove(name);
+}
+
+// Run alone by tests/cluster/host_killed.sh (under mpiexec, with
+// SEALSTORE_CLUSTER_KILL_TEST set): host 1's serving process is killed
+// while the driver waits for a task running there. MPI (Open MPI's mpirun)
+// then ends the whole job; the script checks that it ends, promptly, and
+// what it leaves behind.
+TEST_F(ClusterTest, KilledHostEndsTheJob) {
+  if (std::getenv("SEALSTORE_CLUSTER_KILL_TEST") == nullptr) GTEST_SKIP() << "run by host_killed.sh";
+  WorkerId w = worker_on(1);
+  RemoteRef r = c.run_at(w, "sleeps", std::uint32_t{10000});
+  pid_t server = sealstore::cluster::pid(s, c.host_info(1).first_id);
+  std::printf("segments: %s %s\n", c.host_info(0).segment.c_str(), c.host_info(1).segment.c_str());
+  std::printf("killing host 1's serving process (pid %d) while a fetch waits for its task\n", server);
+  std::fflush(stdout);
+  ASSERT_EQ(::kill(server, SIGKILL), 0);
+  try {
+    s.fetch(r);
+    std::printf("the fetch returned\n");
+  } catch (const sealstore::Error& e) {
+    std::printf("the fetch failed: %s\n", e.what());
+  }
+  std::fflush(stdout);
 }
 
 }  // namespace
