@@ -45,6 +45,8 @@ constexpr std::uint64_t kMiB = std::uint64_t{1} << 20U;
 constexpr int kBaselineTag = 7;
 
 bool g_smoke = false;
+std::chrono::microseconds g_idle_sleep{0};  // 0: the cluster's default
+std::uint64_t g_chunk = 0;                  // 0: the cluster's default
 Cluster* g_cluster = nullptr;
 MPI_Comm g_base = MPI_COMM_NULL;
 
@@ -72,9 +74,9 @@ int sleep_ms(std::uint32_t ms) {
 SEALSTORE_REGISTER("bench.sleep_ms", sleep_ms);
 
 // ---- the raw baseline's server, on rank 1: a request (the size) in, the
-// bytes out in one message. It waits for requests asleep between looks, as
-// the cluster's serving loop does when idle (Open MPI's blocking receive
-// would spin a core).
+// bytes out in one message. It waits for requests asleep between looks at
+// MPI, with the serving loop's default sleeps (Open MPI's blocking receive
+// would spin a core), so that both pay the same to notice a request.
 void baseline_server() {
   std::vector<std::byte> buf;
   for (;;) {
@@ -83,11 +85,13 @@ void baseline_server() {
     MPI_Irecv(&size, 1, MPI_UINT64_T, 0, kBaselineTag, g_base, &r);
     int done = 0;
     auto sleep = std::chrono::microseconds(20);
+    auto idle_since = Clock::now();
     for (;;) {
       MPI_Test(&r, &done, MPI_STATUS_IGNORE);
       if (done != 0) break;
       std::this_thread::sleep_for(sleep);
-      sleep = std::min<std::chrono::microseconds>(sleep * 2, std::chrono::microseconds(1000));
+      bool deep = Clock::now() - idle_since >= std::chrono::milliseconds(200);
+      sleep = std::min<std::chrono::microseconds>(sleep * 2, std::chrono::microseconds(deep ? 20000 : 1000));
     }
     if (size == 0) return;
     if (buf.size() < size) {
@@ -257,7 +261,17 @@ double cpu_ticks(pid_t pid) {
   return ticks;
 }
 
+bool g_baseline_running = true;
+void stop_baseline() {
+  if (!g_baseline_running) return;
+  std::uint64_t stop = 0;
+  MPI_Send(&stop, 1, MPI_UINT64_T, 1, kBaselineTag, g_base);
+  g_baseline_running = false;
+}
+
 void idle_cpu(benchmark::State& state) {
+  stop_baseline();  // its thread polls too: the figures are the cluster's alone
+  std::this_thread::sleep_for(std::chrono::seconds(g_smoke ? 0 : 1));  // and its 1 GiB buffer is freed
   Cluster& c = *g_cluster;
   Store& s = c.store();
   pid_t server = cluster::pid(s, c.host_info(1).first_id);
@@ -326,6 +340,10 @@ int main(int argc, char** argv) {
       g_smoke = true;
     } else if (a.starts_with("--max_size_mib=")) {
       max_size = std::stoull(std::string(a.substr(15))) * kMiB;
+    } else if (a.starts_with("--idle_sleep_us=")) {
+      g_idle_sleep = std::chrono::microseconds(std::stoll(std::string(a.substr(16))));
+    } else if (a.starts_with("--chunk_mib=")) {
+      g_chunk = std::stoull(std::string(a.substr(12))) * kMiB;
     } else {
       rest.push_back(argv[i]);
     }
@@ -338,6 +356,11 @@ int main(int argc, char** argv) {
     ClusterOptions o;
     o.pool.store.capacity = (g_smoke ? 64 * kMiB : max_size + 256 * kMiB);
     o.pool.store.max_objects = 4096;
+    // Pre-touched, as the baseline's buffer is: a first touch of a fresh
+    // page of shared memory costs more than receiving into it.
+    o.pool.store.prefault = true;
+    if (g_idle_sleep.count() > 0) o.idle_sleep = g_idle_sleep;
+    if (g_chunk > 0) o.chunk_bytes = g_chunk;
     int size = 0;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (size != 2) {
@@ -357,8 +380,7 @@ int main(int argc, char** argv) {
       register_all(max_size);
       benchmark::RunSpecifiedBenchmarks();
       benchmark::Shutdown();
-      std::uint64_t stop = 0;
-      MPI_Send(&stop, 1, MPI_UINT64_T, 1, kBaselineTag, g_base);
+      stop_baseline();
     }
   }  // the cluster stops (every host) before MPI goes
   MPI_Comm_free(&g_base);

@@ -58,10 +58,16 @@ struct ClusterOptions {
   // Largest message of a transfer: a large object moves as chunks of this
   // many bytes, each received straight into the replica's writer.
   std::uint64_t chunk_bytes = std::uint64_t{16} << 20U;
-  // A serving process with nothing to do sleeps (on the segment's seal
-  // events) for at most this long between looks at MPI, which cannot wake
-  // a sleeper. Shorter: quicker answers to an idle host; longer: less CPU.
+  // A serving process with nothing to do sleeps between looks at MPI
+  // (which cannot wake a sleeper; a request of its own host's processes
+  // does, at once): for at most idle_sleep, and once it has been idle for
+  // deep_idle_after, for at most deep_idle_sleep. A request from another
+  // host to an idle one waits up to that sleep; shorter sleeps answer
+  // sooner and cost more CPU (each look costs a wake-up; see
+  // docs/cluster.md for the figures).
   std::chrono::microseconds idle_sleep{1000};
+  std::chrono::microseconds deep_idle_sleep{20000};
+  std::chrono::milliseconds deep_idle_after{200};
 };
 
 struct HostInfo {

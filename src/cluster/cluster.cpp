@@ -237,7 +237,12 @@ ClusterImpl::ClusterImpl(std::string_view segment, const ClusterOptions& o) : op
   if (o.chunk_bytes == 0 || o.chunk_bytes > (std::uint64_t{1} << 30U)) {
     throw Error(Errc::InvalidArgument, fmt::format("chunk_bytes {} is out of range (1 byte to 1 GiB)", o.chunk_bytes));
   }
-  if (o.idle_sleep.count() <= 0) throw Error(Errc::InvalidArgument, "idle_sleep must be positive");
+  if (o.idle_sleep.count() <= 0 || o.deep_idle_sleep < o.idle_sleep || o.deep_idle_after.count() < 0) {
+    throw Error(Errc::InvalidArgument,
+                fmt::format("idle sleeps {} us, then {} us after {} ms idle: each must be "
+                            "positive and the second at least the first",
+                            o.idle_sleep.count(), o.deep_idle_sleep.count(), o.deep_idle_after.count()));
+  }
   int inited = 0;
   check(MPI_Initialized(&inited), "MPI_Initialized");
   int provided = 0;
@@ -348,7 +353,13 @@ int ClusterImpl::serve() {
 // ---- the loop
 
 void ClusterImpl::loop() {
-  auto sleep = std::chrono::nanoseconds(std::chrono::microseconds(20));
+  // Asleep between looks at MPI, which cannot wake a sleeper: the sleep
+  // doubles from 20 us up to idle_sleep, and after deep_idle_after of
+  // nothing up to deep_idle_sleep. A seal in the segment (a local request)
+  // wakes it at once; anything happening starts it over.
+  constexpr auto kFirst = std::chrono::microseconds(20);
+  std::chrono::nanoseconds sleep = kFirst;
+  auto idle_since = std::chrono::steady_clock::now();
   while (!stop_ || !outgoing_.empty()) {
     bool busy = poll_mpi();
     busy = progress_transfers() || busy;
@@ -357,10 +368,13 @@ void ClusterImpl::loop() {
                   std::any_of(incoming_.begin(), incoming_.end(), [](const auto& i) { return !i.second.reqs.empty(); });
     if (stop_) continue;
     busy = poll_local(busy || active ? std::chrono::nanoseconds::zero() : sleep) || busy;
+    auto now = std::chrono::steady_clock::now();
     if (busy || active) {
-      sleep = std::chrono::microseconds(20);
+      sleep = kFirst;
+      idle_since = now;
     } else {
-      sleep = std::min<std::chrono::nanoseconds>(sleep * 2, opts_.idle_sleep);
+      bool deep = now - idle_since >= opts_.deep_idle_after;
+      sleep = std::min<std::chrono::nanoseconds>(sleep * 2, deep ? opts_.deep_idle_sleep : opts_.idle_sleep);
     }
   }
 }
