@@ -11,9 +11,10 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -329,6 +330,30 @@ TEST_F(ClusterTest, MemstatListsTheReplicasAHostHoldsAndWhereEachCameFrom) {
 }
 #endif
 
+TEST_F(ClusterTest, BadOptionsAreRefusedBeforeAnythingStarts) {
+  sealstore::ClusterOptions o;
+  o.chunk_bytes = 0;
+  EXPECT_ERRC_HAS(Cluster::start("clustertest-bad", o), Errc::InvalidArgument, "chunk_bytes");
+  o = {};
+  o.chunk_bytes = (std::uint64_t{1} << 30U) + 1;
+  EXPECT_ERRC_HAS(Cluster::start("clustertest-bad", o), Errc::InvalidArgument, "chunk_bytes");
+  o = {};
+  o.idle_sleep = std::chrono::microseconds(0);
+  EXPECT_ERRC_HAS(Cluster::start("clustertest-bad", o), Errc::InvalidArgument, "idle");
+  o = {};
+  o.deep_idle_sleep = std::chrono::microseconds(10);
+  EXPECT_ERRC_HAS(Cluster::start("clustertest-bad", o), Errc::InvalidArgument, "idle");
+  Cluster held = std::move(*g_cluster);
+  EXPECT_ERRC_HAS(g_cluster->hosts(), Errc::InvalidArgument, "moved from");
+  *g_cluster = std::move(held);
+  EXPECT_TRUE(c.is_driver());
+  sealstore::CreateOptions bad;
+  bad.first_worker_id = 0;
+  EXPECT_ERRC_HAS(sealstore::Store::create("clustertest-badid", bad), Errc::InvalidArgument, "first_worker_id");
+  bad.first_worker_id = sealstore::kMaxFirstWorkerId + 1;
+  EXPECT_ERRC_HAS(sealstore::Store::create("clustertest-badid", bad), Errc::InvalidArgument, "first_worker_id");
+}
+
 TEST_F(ClusterTest, NotAClusterStoreSaysSo) {
   std::string name = "clustertest-plain-" + std::to_string(::getpid());
   {
@@ -367,14 +392,78 @@ TEST_F(ClusterTest, KilledHostEndsTheJob) {
 
 }  // namespace
 
+// How main() joins MPI, from its first argument:
+//   (none)         sealstore initialises MPI, and finalises it
+//   --own-mpi      the program initialises MPI itself (MPI_THREAD_MULTIPLE);
+//                  sealstore must leave it initialised
+//   --start-fails  the program initialises MPI; rank 0 takes host 1's
+//                  segment name first, so host 1 cannot start: every rank's
+//                  Cluster::start must throw, naming host 1
+//   --thread-single  the program initialises MPI without threads: every
+//                  rank's Cluster::start must refuse it
+int start_fails(bool single) {
+  int provided = 0;
+  MPI_Init_thread(nullptr, nullptr, single ? MPI_THREAD_SINGLE : MPI_THREAD_MULTIPLE, &provided);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  // One name for every rank: the launcher's pid (ranks on one machine share it).
+  std::string name = "clustertest-start-" + std::to_string(::getppid());
+  std::optional<sealstore::Store> squatter;
+  if (rank == 0 && !single) squatter.emplace(sealstore::Store::create(name + ".host1"));
+  MPI_Barrier(MPI_COMM_WORLD);
+  int ok = 0;
+  try {
+    Cluster c = Cluster::start(name);
+    std::printf("rank %d: Cluster::start did not fail\n", rank);
+  } catch (const sealstore::Error& e) {
+    std::string want = single ? "MPI_THREAD_SERIALIZED" : "host 1";
+    ok = e.code() == Errc::InvalidArgument && std::string(e.what()).find(want) != std::string::npos ? 1 : 0;
+    std::printf("rank %d: %s: %s\n", rank, ok != 0 ? "refused as expected" : "refused, but not as expected", e.what());
+  }
+  std::fflush(stdout);
+  int all = 0;
+  MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  squatter.reset();
+  if (rank == 0 && !single) sealstore::Store::remove(name + ".host1");
+  MPI_Barrier(MPI_COMM_WORLD);
+  // Nothing of the failed start is left: no segment of this name.
+  bool left = sealstore::Store::exists(name + ".host0") || sealstore::Store::exists(name + ".host1");
+  if (left) std::printf("rank %d: a segment of the failed start was left\n", rank);
+  MPI_Finalize();
+  return all == 1 && !left ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   if (sealstore::Pool::is_worker(argc, argv)) return sealstore::Pool::worker_main(argc, argv);
-  sealstore::ClusterOptions o;
-  o.pool.store.capacity = std::uint64_t{256} << 20U;
-  o.chunk_bytes = std::uint64_t{1} << 20U;  // several chunks per object in these tests
-  Cluster c = Cluster::start("clustertest-" + std::to_string(::getpid()), o);
-  if (!c.is_driver()) return c.serve();
-  g_cluster = &c;
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "--start-fails" || mode == "--thread-single") return start_fails(mode == "--thread-single");
+  bool own = mode == "--own-mpi";
+  if (own) {
+    int provided = 0;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  }
+  int rc = 0;
+  {
+    sealstore::ClusterOptions o;
+    o.pool.store.capacity = std::uint64_t{256} << 20U;
+    o.chunk_bytes = std::uint64_t{1} << 20U;  // several chunks per object in these tests
+    Cluster c = Cluster::start("clustertest-" + std::to_string(::getpid()), o);
+    if (!c.is_driver()) {
+      rc = c.serve();
+    } else {
+      g_cluster = &c;
+      ::testing::InitGoogleTest(&argc, argv);
+      rc = RUN_ALL_TESTS();
+    }
+  }
+  if (own) {
+    int finalized = 1;
+    MPI_Finalized(&finalized);
+    if (finalized != 0) {
+      std::printf("sealstore finalised MPI, which the program had initialised\n");
+      return 1;
+    }
+    MPI_Finalize();
+  }
+  return rc;
 }

@@ -44,6 +44,10 @@ run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/consumer -B ${WORK_DIR}/cmake-build -DCMAK
     -DSNIPPET_DIR=${snippets})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/cmake-build)
 run(${WORK_DIR}/cmake-build/consumer)
+# The cluster layer, installed and used from another project: two ranks.
+if(EXISTS ${WORK_DIR}/cmake-build/cluster_consumer AND MPIEXEC)
+  run(${MPIEXEC} -n 2 ${MPIEXEC_FLAGS} ${WORK_DIR}/cmake-build/cluster_consumer)
+endif()
 
 # Without CMake: pkg-config (--static, since libsealstore.a carries its
 # private dependencies to the final link).
