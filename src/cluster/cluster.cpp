@@ -119,6 +119,8 @@ class ClusterImpl {
   ClusterImpl(std::string_view segment, const ClusterOptions& o);
   ~ClusterImpl();
   ClusterImpl(const ClusterImpl&) = delete;
+  void init(std::string_view segment, const ClusterOptions& o);
+  void release_mpi() noexcept;
   ClusterImpl& operator=(const ClusterImpl&) = delete;
 
   bool is_driver() const noexcept { return rank_ == 0; }
@@ -234,6 +236,29 @@ class ClusterImpl {
 // ---- set-up
 
 ClusterImpl::ClusterImpl(std::string_view segment, const ClusterOptions& o) : opts_(o) {
+  try {
+    init(segment, o);
+  } catch (...) {
+    // What init() made is undone: this host's pool and segment, the
+    // communicators, and MPI itself if init() started it.
+    sub_ = Subscription();
+    pool_.reset();
+    release_mpi();
+    throw;
+  }
+}
+
+void ClusterImpl::release_mpi() noexcept {
+  for (MPI_Comm* c : {&comm_, &data_, &bcast_}) {
+    if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
+  }
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (owns_mpi_ && finalized == 0) MPI_Finalize();
+  owns_mpi_ = false;
+}
+
+void ClusterImpl::init(std::string_view segment, const ClusterOptions& o) {
   if (o.chunk_bytes == 0 || o.chunk_bytes > (std::uint64_t{1} << 30U)) {
     throw Error(Errc::InvalidArgument, fmt::format("chunk_bytes {} is out of range (1 byte to 1 GiB)", o.chunk_bytes));
   }
@@ -283,7 +308,7 @@ ClusterImpl::ClusterImpl(std::string_view segment, const ClusterOptions& o) : op
     pool_ = std::make_unique<Pool>(Pool::create(name, po));
     sub_ = pool_->store().subscribe();
     mine.segment_tag = pool_->store().info().segment_tag;
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // every rank must reach the exchange below, failed or not
     failure = fmt::format("host {} (rank {}): {}", host_, rank_, e.what());
   }
   mine.rank = rank_;
@@ -334,12 +359,7 @@ ClusterImpl::~ClusterImpl() {
   }
   sub_ = Subscription();
   pool_.reset();  // stops this host's workers, removes its segment
-  for (MPI_Comm* c : {&comm_, &data_, &bcast_}) {
-    if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
-  }
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (owns_mpi_ && finalized == 0) MPI_Finalize();
+  release_mpi();
 }
 
 int ClusterImpl::serve() {
@@ -536,6 +556,7 @@ void ClusterImpl::local_request(Kind kind, Reader& in, const RemoteRef& reply) {
 void ClusterImpl::fetch_for_host(const RemoteRef& ref, const RemoteRef& reply) {
   Store& s = store();
   std::size_t from = *map_.host_of_tag(ref.segment_tag());
+  if (from == host_) return answer_local(reply, Answer::ok(pack(ref)));  // an object of this host: itself
   if (std::optional<RemoteRef> local = s.lookup(cluster::replica_name(ref, from))) {
     return answer_local(reply, Answer::ok(pack(*local)));
   }
