@@ -18,7 +18,7 @@
 // on one host is fetched in any process of any host with Store::fetch: the
 // first fetch on a host pulls the bytes once, by MPI, straight into a
 // writer in that host's segment (a replica, sealed there, bound to the name
-// "sealstore.replica/TAG:ID"); every later fetch there is local and
+// "sealstore.replica/FROM/TAG:ID"); every later fetch there is local and
 // zero-copy. Concurrent fetches of one ref on one host share one transfer.
 // See docs/cluster.md.
 #pragma once
@@ -187,6 +187,7 @@ class Cluster {
   // like any ref. Errors: as Pool::run_at.
   template <class... A>
   RemoteRef run_at(WorkerId id, std::string_view fn, const A&... args) {
+    if (id == myid()) return pool().run_at(id, fn, args...);  // here, in the calling thread
     return cluster::run_at(store(), id, fn, args...);
   }
   // run_at, then the result copied here, and erased. Errors: as Pool::call.

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -46,9 +47,11 @@ class Pool;
 namespace detail {
 class PoolImpl;
 struct ContextAccess;
-// For the cluster layer: a task whose arguments check_call() passed.
+// For the cluster layer: a task whose arguments check_call() passed,
+// queued unless the worker's queue is full (then nullopt: try again).
 struct PoolAccess {
-  static RemoteRef submit_checked(Pool& pool, WorkerId id, std::string_view fn, std::span<const std::byte> args);
+  static std::optional<RemoteRef> try_submit_checked(Pool& pool, WorkerId id, std::string_view fn,
+                                                     std::span<const std::byte> args);
 };
 }  // namespace detail
 

@@ -27,6 +27,7 @@
 #include <map>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "pool/registry.hpp"
 #include "store/cluster_link.hpp"
@@ -62,6 +63,7 @@ struct AnswerHead {
 struct ObjectHead {
   std::uint64_t size;
   ValueType type;
+  std::uint64_t chunk;  // the sender's chunk_bytes: the receiver splits the same way
 };
 
 [[noreturn]] void throw_mpi(int rc, std::string_view what) {
@@ -159,7 +161,11 @@ class ClusterImpl {
   // Runs kind here if it is for this host, else asks host h's loop; done
   // gets the answer either way.
   void route(std::size_t h, Kind kind, std::vector<std::byte> payload, std::function<void(Answer)> done);
-  Answer run_here(Kind kind, Reader& in);
+  void run_here(Kind kind, Reader& in, std::function<void(Answer)> done);
+  bool submit_runs();
+  void in_background(std::function<void(Answer)> done, std::function<Answer()> work);
+  bool finish_background();
+  void begin_stop(std::function<void(Answer)> done);
   void gather_workers(std::function<void(Answer)> done);
   void replicate(const RemoteRef& ref, std::function<void(Answer)> done);
   void next_broadcast();
@@ -176,7 +182,8 @@ class ClusterImpl {
   int data_tag(std::uint64_t call) const noexcept {
     return static_cast<int>(call % static_cast<std::uint64_t>(tag_ub_));
   }
-  std::vector<MPI_Request> post_chunks(bool receive, std::byte* at, std::uint64_t size, int peer, int tag);
+  std::vector<MPI_Request> post_chunks(bool receive, std::byte* at, std::uint64_t size, std::uint64_t chunk, int peer,
+                                       int tag);
 
   ClusterOptions opts_;
   bool owns_mpi_ = false;
@@ -228,6 +235,24 @@ class ClusterImpl {
     std::size_t from = 0;  // the host it comes from
   };
   std::map<std::pair<std::uint32_t, std::uint64_t>, Incoming> incoming_;
+  // Tasks for this host's workers, waiting for room in a full queue.
+  struct Run {
+    WorkerId id;
+    std::string function;
+    std::vector<std::byte> args;
+    std::function<void(Answer)> done;
+  };
+  std::deque<Run> runs_;
+  // Adding and removing workers wait for processes: done by threads.
+  struct BackgroundJob {
+    std::thread thread;
+    std::atomic<bool> finished{false};
+    Answer answer;
+    std::function<void(Answer)> done;
+  };
+  std::list<std::shared_ptr<BackgroundJob>> background_;
+  // The driver's stop, waiting for the broadcasts in hand to finish.
+  std::function<void(Answer)> stop_waiting_;
   // Broadcasts wait their turn at rank 0.
   std::deque<std::pair<RemoteRef, std::function<void(Answer)>>> bcast_queue_;
   bool bcast_busy_ = false;
@@ -357,6 +382,7 @@ ClusterImpl::~ClusterImpl() {
     }
     service_.join();
   }
+  for (auto& job : background_) job->thread.join();  // a worker starting or stopping
   sub_ = Subscription();
   pool_.reset();  // stops this host's workers, removes its segment
   release_mpi();
@@ -380,12 +406,17 @@ void ClusterImpl::loop() {
   constexpr auto kFirst = std::chrono::microseconds(20);
   std::chrono::nanoseconds sleep = kFirst;
   auto idle_since = std::chrono::steady_clock::now();
-  while (!stop_ || !outgoing_.empty()) {
+  auto transferring = [this] {
+    return !sends_.empty() || !outgoing_.empty() ||
+           std::any_of(incoming_.begin(), incoming_.end(), [](const auto& i) { return !i.second.reqs.empty(); });
+  };
+  while (!stop_ || transferring()) {
     bool busy = poll_mpi();
     busy = progress_transfers() || busy;
     busy = recheck_held() || busy;
-    bool active = !sends_.empty() || !outgoing_.empty() ||
-                  std::any_of(incoming_.begin(), incoming_.end(), [](const auto& i) { return !i.second.reqs.empty(); });
+    busy = submit_runs() || busy;
+    busy = finish_background() || busy;
+    bool active = transferring();
     if (stop_) continue;
     busy = poll_local(busy || active ? std::chrono::nanoseconds::zero() : sleep) || busy;
     auto now = std::chrono::steady_clock::now();
@@ -393,7 +424,8 @@ void ClusterImpl::loop() {
       sleep = kFirst;
       idle_since = now;
     } else {
-      bool deep = now - idle_since >= opts_.deep_idle_after;
+      // Waiting on workers (a full queue, a start or a stop): no deep sleep.
+      bool deep = now - idle_since >= opts_.deep_idle_after && runs_.empty() && background_.empty();
       sleep = std::min<std::chrono::nanoseconds>(sleep * 2, deep ? opts_.deep_idle_sleep : opts_.idle_sleep);
     }
   }
@@ -536,17 +568,11 @@ void ClusterImpl::local_request(Kind kind, Reader& in, const RemoteRef& reply) {
     }
     case Kind::Stop: {
       if (!is_driver()) throw Error(Errc::InvalidArgument, "only the driver stops the cluster");
-      auto pending = std::make_shared<std::size_t>(map_.hosts.size() - 1);
-      auto finish = [this, done] {
-        stop_ = true;
-        done(Answer::ok());
-      };
-      if (*pending == 0) return finish();
-      for (std::size_t h = 1; h < map_.hosts.size(); ++h) {
-        call(h, Kind::Stop, {}, [pending, finish](const Answer&) {
-          if (--*pending == 0) finish();
-        });
+      if (bcast_busy_ || !bcast_queue_.empty()) {
+        stop_waiting_ = done;  // every rank must have left the broadcasts first
+        return;
       }
+      begin_stop(done);
       return;
     }
     default: throw Error(Errc::InvalidArgument, fmt::format("unknown cluster request kind {}", static_cast<int>(kind)));
@@ -571,29 +597,33 @@ void ClusterImpl::fetch_for_host(const RemoteRef& ref, const RemoteRef& reply) {
     auto it2 = incoming_.find(key);
     if (it2 == incoming_.end()) return;
     Incoming& in = it2->second;
-    std::uint64_t call_id = 0;
     auto fail_all = [&](const Answer& why) {
       for (const RemoteRef& r : in.replies) answer_local(r, why);
       incoming_.erase(it2);
     };
     if (a.code != 0) return fail_all(a);
-    Reader r(a.body);
-    call_id = r.get<std::uint64_t>();
-    auto head = r.get<ObjectHead>();
+    std::optional<std::uint64_t> call_id;
     try {
+      Reader r(a.body);
+      call_id = r.get<std::uint64_t>();
+      auto head = r.get<ObjectHead>();
+      if (head.chunk == 0) throw Error(Errc::Corrupt, "a transfer announced with chunks of 0 bytes");
       in.writer.emplace(store().create_writer(head.size, head.type));
+      in.size = head.size;
+      in.reqs = post_chunks(true, in.writer->bytes().data(), head.size, head.chunk, peer, data_tag(*call_id));
     } catch (const Error& e) {
-      std::vector<std::byte> cancel;
-      append(cancel, CallHead{kCancel, 0, 0});
-      append(cancel, call_id);
-      send(peer, kTagCall, std::move(cancel));
-      return fail_all(
-          Answer::error(e.code(), fmt::format("no room for a replica of {}: {}", in.ref.to_string(), e.what())));
+      // The holder keeps the object pinned for us until told.
+      if (call_id) {
+        std::vector<std::byte> cancel;
+        append(cancel, CallHead{kCancel, 0, 0});
+        append(cancel, *call_id);
+        send(peer, kTagCall, std::move(cancel));
+      }
+      return fail_all(Answer::error(
+          e.code(), fmt::format("no replica of {} could be made here: {}", in.ref.to_string(), e.what())));
     }
-    in.size = head.size;
-    in.reqs = post_chunks(true, in.writer->bytes().data(), head.size, peer, data_tag(call_id));
     std::vector<std::byte> go;
-    append(go, CallHead{kGo, 0, call_id});
+    append(go, CallHead{kGo, 0, *call_id});
     send(peer, kTagCall, std::move(go));
   });
 }
@@ -604,56 +634,124 @@ void ClusterImpl::route(std::size_t h, Kind kind, std::vector<std::byte> payload
     return;
   }
   Reader in(payload);
+  run_here(kind, in, std::move(done));
+}
+
+// Does a request of kind for this host, here, and answers through done:
+// at once, or later for what must wait (a ref's seal, room in a worker's
+// queue, a worker starting or stopping). The loop itself never waits on
+// any of these: a task in a full queue, or a worker being stopped, may
+// need this very loop to finish.
+void ClusterImpl::run_here(Kind kind, Reader& in, std::function<void(Answer)> done) {
   Answer a;
   try {
-    a = run_here(kind, in);
+    switch (kind) {
+      case Kind::Wait: {
+        std::uint64_t id = next_call_++;
+        calls_.emplace(id, std::move(done));
+        held_.push_back(Held{-1, id, in.get<RemoteRef>(), Kind::Wait});
+        return;
+      }
+      case Kind::Erase: store().erase(in.get<RemoteRef>()); break;
+      case Kind::Workers: a = Answer::ok(pack_ids(local_workers(store()))); break;
+      case Kind::Add: {
+        auto n = in.get<std::uint64_t>();
+        in_background(std::move(done), [this, n] { return Answer::ok(pack_ids(pool_->add(n))); });
+        return;
+      }
+      case Kind::Remove: {
+        auto id = in.get<WorkerId>();
+        in_background(std::move(done), [this, id] {
+          pool_->remove(id);
+          return Answer::ok();
+        });
+        return;
+      }
+      case Kind::Pids: {
+        auto id = in.get<WorkerId>();
+        a = Answer::ok(pack(id == store().myid() ? static_cast<std::int32_t>(::getpid()) : pool_->pid(id)));
+        break;
+      }
+      case Kind::RunAt: {
+        auto id = in.get<WorkerId>();
+        auto name_len = in.get<std::uint32_t>();
+        auto args_len = in.get<std::uint32_t>();
+        std::string fn(in.text(name_len));
+        std::span<const std::byte> args = in.take(args_len);
+        if (id == store().myid()) {
+          throw Error(Errc::InvalidArgument,
+                      fmt::format("worker {} is host {}'s serving process: it runs no tasks (run them on its "
+                                  "workers)",
+                                  id, host_));
+        }
+        runs_.push_back(Run{id, std::move(fn), {args.begin(), args.end()}, std::move(done)});
+        submit_runs();
+        return;
+      }
+      case Kind::Stats: a = Answer::ok(pack(stats_)); break;
+      default:
+        throw Error(Errc::InvalidArgument, fmt::format("unknown cluster request kind {}", static_cast<int>(kind)));
+    }
   } catch (const Error& e) {
     a = Answer::error(e);
-  }
-  if (a.code == std::numeric_limits<std::uint32_t>::max()) {
-    // Wait on a ref of this host: held until sealed, then answered.
-    Reader again(payload);
-    auto ref = again.get<RemoteRef>();
-    std::uint64_t id = next_call_++;
-    calls_.emplace(id, std::move(done));
-    held_.push_back(Held{-1, id, ref, Kind::Wait});
-    return;
   }
   done(std::move(a));
 }
 
-// What a request of kind for this host does here. Wait answers a code of
-// all ones: the caller holds it until the ref is sealed.
-Answer ClusterImpl::run_here(Kind kind, Reader& in) {
-  switch (kind) {
-    case Kind::Wait: return {std::numeric_limits<std::uint32_t>::max(), {}};
-    case Kind::Erase: store().erase(in.get<RemoteRef>()); return Answer::ok();
-    case Kind::Workers: return Answer::ok(pack_ids(local_workers(store())));
-    case Kind::Add: {
-      auto n = in.get<std::uint64_t>();
-      return Answer::ok(pack_ids(pool_->add(n)));
+// Queues the tasks waiting for room, in order; those whose worker's queue
+// is still full wait for the next look.
+bool ClusterImpl::submit_runs() {
+  bool any = false;
+  while (!runs_.empty()) {
+    Run& r = runs_.front();
+    Answer a;
+    try {
+      std::optional<RemoteRef> ref = PoolAccess::try_submit_checked(*pool_, r.id, r.function, r.args);
+      if (!ref) return any;
+      a = Answer::ok(pack(*ref));
+    } catch (const Error& e) {
+      a = Answer::error(e);
     }
-    case Kind::Remove: pool_->remove(in.get<WorkerId>()); return Answer::ok();
-    case Kind::Pids: {
-      auto id = in.get<WorkerId>();
-      return Answer::ok(pack(id == store().myid() ? static_cast<std::int32_t>(::getpid()) : pool_->pid(id)));
-    }
-    case Kind::RunAt: {
-      auto id = in.get<WorkerId>();
-      auto name_len = in.get<std::uint32_t>();
-      auto args_len = in.get<std::uint32_t>();
-      std::string fn(in.text(name_len));
-      std::span<const std::byte> args = in.take(args_len);
-      if (id == store().myid()) {
-        throw Error(Errc::InvalidArgument,
-                    fmt::format("worker {} is host {}'s serving process: it runs no tasks (run them on its workers)",
-                                id, host_));
-      }
-      return Answer::ok(pack(PoolAccess::submit_checked(*pool_, id, fn, args)));
-    }
-    case Kind::Stats: return Answer::ok(pack(stats_));
-    default: throw Error(Errc::InvalidArgument, fmt::format("unknown cluster request kind {}", static_cast<int>(kind)));
+    auto done = std::move(r.done);
+    runs_.pop_front();
+    done(std::move(a));
+    any = true;
   }
+  return any;
+}
+
+void ClusterImpl::in_background(std::function<void(Answer)> done, std::function<Answer()> work) {
+  auto job = std::make_shared<BackgroundJob>();
+  job->done = std::move(done);
+  job->thread = std::thread([job, work = std::move(work)] {
+    Answer a;
+    try {
+      a = work();
+    } catch (const Error& e) {
+      a = Answer::error(e);
+    } catch (const std::exception& e) {
+      a = Answer::error(Errc::Corrupt, e.what());
+    }
+    job->answer = std::move(a);
+    job->finished.store(true, std::memory_order_release);
+  });
+  background_.push_back(std::move(job));
+}
+
+bool ClusterImpl::finish_background() {
+  bool any = false;
+  for (auto it = background_.begin(); it != background_.end();) {
+    std::shared_ptr<BackgroundJob> job = *it;
+    if (!job->finished.load(std::memory_order_acquire)) {
+      ++it;
+      continue;
+    }
+    job->thread.join();
+    it = background_.erase(it);
+    job->done(std::move(job->answer));
+    any = true;
+  }
+  return any;
 }
 
 void ClusterImpl::gather_workers(std::function<void(Answer)> done) {
@@ -691,9 +789,24 @@ void ClusterImpl::replicate(const RemoteRef& ref, std::function<void(Answer)> do
   if (!bcast_busy_) next_broadcast();
 }
 
+void ClusterImpl::begin_stop(std::function<void(Answer)> done) {
+  auto pending = std::make_shared<std::size_t>(map_.hosts.size() - 1);
+  auto finish = [this, done] {
+    stop_ = true;
+    done(Answer::ok());
+  };
+  if (*pending == 0) return finish();
+  for (std::size_t h = 1; h < map_.hosts.size(); ++h) {
+    call(h, Kind::Stop, {}, [pending, finish](const Answer&) {
+      if (--*pending == 0) finish();
+    });
+  }
+}
+
 void ClusterImpl::next_broadcast() {
   if (bcast_queue_.empty()) {
     bcast_busy_ = false;
+    if (stop_waiting_) begin_stop(std::exchange(stop_waiting_, nullptr));
     return;
   }
   bcast_busy_ = true;
@@ -727,7 +840,7 @@ void ClusterImpl::remote_call(int source, Kind kind, std::uint64_t id, Reader& i
       offered_.erase(it);
       // MPI takes a non-const buffer in older bindings; nothing is written.
       s.reqs = post_chunks(false, const_cast<std::byte*>(s.view.bytes().data()),  // NOLINT
-                           s.view.size(), source, data_tag(id));
+                           s.view.size(), opts_.chunk_bytes, source, data_tag(id));
       return;
     }
     case kCancel: offered_.erase({source, in.get<std::uint64_t>()}); return;
@@ -747,15 +860,7 @@ void ClusterImpl::remote_call(int source, Kind kind, std::uint64_t id, Reader& i
       replicate(ref, [this, source, id](const Answer& a) { answer_remote(source, id, a); });
       return;
     }
-    default: {
-      Answer a;
-      try {
-        a = run_here(kind, in);
-      } catch (const Error& e) {
-        a = Answer::error(e);
-      }
-      answer_remote(source, id, a);
-    }
+    default: run_here(kind, in, [this, source, id](const Answer& a) { answer_remote(source, id, a); });
   }
 }
 
@@ -766,22 +871,31 @@ void ClusterImpl::hold(int source, std::uint64_t call, const RemoteRef& ref, Kin
 
 // Answers the held refs that are sealed (or failed) now.
 bool ClusterImpl::recheck_held() {
-  bool any = false;
-  for (auto it = held_.begin(); it != held_.end();) {
-    Held h = *it;
+  // Those ready are taken out first: answering one may hold another.
+  struct Ready {
+    Held h;
     std::optional<View> v;
     Answer a;
+  };
+  std::vector<Ready> ready;
+  for (auto it = held_.begin(); it != held_.end();) {
+    Ready r{*it, {}, {}};
     try {
-      v = store().try_fetch(h.ref);
-      if (!v) {
+      r.v = store().try_fetch(r.h.ref);
+      if (!r.v) {
         ++it;
         continue;
       }
     } catch (const Error& e) {
-      a = Answer::error(e);
+      r.a = Answer::error(e);
     }
-    any = true;
+    ready.push_back(std::move(r));
     it = held_.erase(it);
+  }
+  for (Ready& one : ready) {
+    const Held& h = one.h;
+    std::optional<View>& v = one.v;
+    Answer& a = one.a;
     auto deliver = [&](Answer ans) {
       if (h.source < 0) {
         auto c = calls_.find(h.call);
@@ -797,7 +911,7 @@ bool ClusterImpl::recheck_held() {
       deliver(a);
       continue;
     }
-    ObjectHead head{v->size(), v->type()};
+    ObjectHead head{v->size(), v->type(), opts_.chunk_bytes};
     if (h.kind == Kind::Wait) {
       deliver(Answer::ok(pack(head.size)));
     } else if (h.kind == Kind::Fetch) {
@@ -823,7 +937,7 @@ bool ClusterImpl::recheck_held() {
       }
     }
   }
-  return any;
+  return !ready.empty();
 }
 
 // Every rank: the object's bytes from root into a replica here (a rank that
@@ -834,14 +948,17 @@ void ClusterImpl::run_broadcast(const RemoteRef& ref, std::int32_t root, std::op
   std::string why;
   bool is_root = view.has_value();
   std::size_t from = *map_.host_of_tag(ref.segment_tag());
-  if (!is_root && !store().lookup(cluster::replica_name(ref, from))) {
+  // A host with a replica, or one on its way by a fetch, takes part all the same.
+  bool have = store().lookup(cluster::replica_name(ref, from)).has_value() ||
+              incoming_.count(std::make_pair(ref.segment_tag(), ref.id())) != 0;
+  if (!is_root && !have) {
     try {
       w.emplace(store().create_writer(head.size, head.type));
     } catch (const Error& e) {
       why = fmt::format("host {}: {}", host_, e.what());
     }
   }
-  std::uint64_t chunk = opts_.chunk_bytes;
+  std::uint64_t chunk = head.chunk;
   for (std::uint64_t off = 0; off < head.size; off += chunk) {
     auto n = static_cast<int>(std::min(chunk, head.size - off));
     std::byte* at = nullptr;
@@ -855,30 +972,40 @@ void ClusterImpl::run_broadcast(const RemoteRef& ref, std::int32_t root, std::op
     }
     check(MPI_Bcast(at, n, MPI_BYTE, root, bcast_), "MPI_Bcast");
   }
+  int made = 0;
   if (w) {
-    RemoteRef local = w->ref();
-    std::move(*w).seal();
-    store().bind(cluster::replica_name(ref, from), local);
-    ++stats_.transfers_in;
-    stats_.bytes_in += head.size;
+    try {
+      RemoteRef local = w->ref();
+      std::move(*w).seal();
+      store().bind(cluster::replica_name(ref, from), local);
+      ++stats_.transfers_in;
+      stats_.bytes_in += head.size;
+      made = 1;
+    } catch (const Error& e) {  // (every rank must reach the reduction below)
+      why = fmt::format("host {}: {}", host_, e.what());
+    }
   }
   ++stats_.broadcasts;
-  int bad = why.empty() ? 0 : 1;
-  int any_bad = 0;
-  check(MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, bcast_), "MPI_Allreduce");
+  std::array<int, 2> mine{why.empty() ? 0 : 1, made};
+  std::array<int, 2> all{};
+  check(MPI_Allreduce(mine.data(), all.data(), 2, MPI_INT, MPI_SUM, bcast_), "MPI_Allreduce");
   if (!why.empty()) fmt::print(stderr, "sealstore cluster: broadcast of {} missed {}\n", ref.to_string(), why);
-  if (is_root && any_bad != 0) {
-    throw Error(Errc::OutOfMemory, fmt::format("the broadcast of {} reached only some hosts: at least one had no room "
-                                               "for it (see its stderr)",
-                                               ref.to_string()));
+  if (is_root) {
+    stats_.transfers_out += static_cast<std::uint64_t>(all[1]);
+    stats_.bytes_out += static_cast<std::uint64_t>(all[1]) * head.size;
+    if (all[0] != 0) {
+      throw Error(Errc::OutOfMemory, fmt::format("the broadcast of {} reached only some hosts: {} could not keep it "
+                                                 "(see their stderr)",
+                                                 ref.to_string(), all[0]));
+    }
   }
 }
 
 // ---- MPI
 
-std::vector<MPI_Request> ClusterImpl::post_chunks(bool receive, std::byte* at, std::uint64_t size, int peer, int tag) {
+std::vector<MPI_Request> ClusterImpl::post_chunks(bool receive, std::byte* at, std::uint64_t size, std::uint64_t chunk,
+                                                  int peer, int tag) {
   std::vector<MPI_Request> reqs;
-  std::uint64_t chunk = opts_.chunk_bytes;
   for (std::uint64_t off = 0; off < size || (size == 0 && reqs.empty()); off += chunk) {
     auto n = static_cast<int>(std::min(chunk, size - off));
     MPI_Request r = MPI_REQUEST_NULL;
@@ -966,7 +1093,11 @@ bool ClusterImpl::poll_mpi() {
       auto done = std::move(it->second);
       calls_.erase(it);
       std::span<const std::byte> body = in.take(in.left());
-      done(Answer{head.code, {body.begin(), body.end()}});
+      try {
+        done(Answer{head.code, {body.begin(), body.end()}});
+      } catch (const Error& e) {
+        fmt::print(stderr, "sealstore cluster: host {}: handling an answer failed: {}\n", host_, e.what());
+      }
     } else {
       auto head = in.get<CallHead>();
       try {

@@ -130,7 +130,8 @@ class PoolImpl {
   std::vector<WorkerId> add(std::size_t n);
   void remove(WorkerId id, std::chrono::milliseconds timeout);
   RemoteRef submit(WorkerId id, std::string_view fn, const ArgWriter& args);
-  RemoteRef submit_checked(WorkerId id, std::string_view fn, std::span<const std::byte> args);
+  // wait false: nullopt, not a wait, when the worker's queue is full.
+  std::optional<RemoteRef> submit_checked(WorkerId id, std::string_view fn, std::span<const std::byte> args, bool wait);
   std::vector<RemoteRef> broadcast(const EverywhereOptions& o, std::string_view fn, const ArgWriter& args);
   const PoolOptions& options() const noexcept { return opts_; }
 
@@ -153,7 +154,8 @@ class PoolImpl {
   void abandon(const std::vector<std::shared_ptr<WorkerRec>>& recs, const std::string& reason);
   std::shared_ptr<WorkerRec> find_live(WorkerId id) const;
   std::vector<std::shared_ptr<WorkerRec>> ready_workers() const;
-  RemoteRef submit_to(WorkerRec& rec, std::string_view fn, std::span<const std::byte> args);
+  std::optional<RemoteRef> submit_to(WorkerRec& rec, std::string_view fn, std::span<const std::byte> args,
+                                     bool wait = true);
   RemoteRef run_here(std::string_view fn, std::span<const std::byte> args);
 
   PoolOptions opts_;
@@ -547,7 +549,7 @@ std::vector<WorkerId> PoolImpl::add(std::size_t n) {
     for (const auto& rec : batch) {
       for (const Sticky& s : sticky_) {
         try {
-          refs.push_back(submit_to(*rec, s.function, s.args));
+          refs.push_back(*submit_to(*rec, s.function, s.args));
         } catch (const Error& e) {
           failures.emplace_back(e.what());
         }
@@ -689,7 +691,8 @@ RemoteRef PoolImpl::run_here(std::string_view fn, std::span<const std::byte> arg
   return ref;
 }
 
-RemoteRef PoolImpl::submit_to(WorkerRec& rec, std::string_view fn, std::span<const std::byte> args) {
+std::optional<RemoteRef> PoolImpl::submit_to(WorkerRec& rec, std::string_view fn, std::span<const std::byte> args,
+                                             bool wait) {
   std::lock_guard lock(rec.submit_mu);
   WorkerId id = rec.id.load();
   int st = rec.status.load();
@@ -703,6 +706,7 @@ RemoteRef PoolImpl::submit_to(WorkerRec& rec, std::string_view fn, std::span<con
   WorkerControl& w = cb_.worker(rec.slot);
   std::uint32_t depth = cb_.header().queue_depth;
   std::uint32_t head = load(w.head, std::memory_order_relaxed);  // only this side writes it
+  if (!wait && head - load(w.tail) >= depth) return std::nullopt;
   while (head - load(w.tail) >= depth) {
     detail::store(w.owner_waiting, 1U);
     std::uint32_t tail = load(w.tail);
@@ -737,13 +741,14 @@ RemoteRef PoolImpl::submit_to(WorkerRec& rec, std::string_view fn, std::span<con
 
 RemoteRef PoolImpl::submit(WorkerId id, std::string_view fn, const ArgWriter& args) {
   check_call(fn, args);
-  return submit_checked(id, fn, args.bytes());
+  return *submit_checked(id, fn, args.bytes(), true);
 }
 
-RemoteRef PoolImpl::submit_checked(WorkerId id, std::string_view fn, std::span<const std::byte> args) {
+std::optional<RemoteRef> PoolImpl::submit_checked(WorkerId id, std::string_view fn, std::span<const std::byte> args,
+                                                  bool wait) {
   if (id == store_->myid()) return run_here(fn, args);
   std::shared_ptr<WorkerRec> rec = find_live(id);
-  return submit_to(*rec, fn, args);
+  return submit_to(*rec, fn, args, wait);
 }
 
 std::vector<RemoteRef> PoolImpl::broadcast(const EverywhereOptions& o, std::string_view fn, const ArgWriter& args) {
@@ -758,7 +763,7 @@ std::vector<RemoteRef> PoolImpl::broadcast(const EverywhereOptions& o, std::stri
   std::size_t total = targets.size() + (o.include_self ? 1 : 0);
   for (const auto& rec : targets) {
     try {
-      refs.push_back(submit_to(*rec, fn, args.bytes()));
+      refs.push_back(*submit_to(*rec, fn, args.bytes()));
     } catch (const Error& e) {
       failures.emplace_back(e.what());
     }
@@ -802,9 +807,9 @@ Store& Pool::store() { return impl().store(); }
 WorkerId Pool::myid() const { return impl().store().myid(); }
 std::vector<WorkerId> Pool::workers() const { return sealstore::workers(impl().store()); }
 
-RemoteRef detail::PoolAccess::submit_checked(Pool& pool, WorkerId id, std::string_view fn,
-                                             std::span<const std::byte> args) {
-  return pool.impl().submit_checked(id, fn, args);
+std::optional<RemoteRef> detail::PoolAccess::try_submit_checked(Pool& pool, WorkerId id, std::string_view fn,
+                                                                std::span<const std::byte> args) {
+  return pool.impl().submit_checked(id, fn, args, false);
 }
 std::int32_t Pool::pid(WorkerId id) const { return impl().pid(id); }
 std::vector<WorkerId> Pool::add(std::size_t n) { return impl().add(n); }

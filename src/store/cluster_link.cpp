@@ -65,6 +65,26 @@ std::unordered_map<Remembered, RemoteRef, RememberedHash>& remembered_map() {
   return m;
 }
 
+// Fetch requests this thread sent for try_fetch and has not read the answer of.
+std::unordered_map<Remembered, RemoteRef, RememberedHash>& pending_map() {
+  thread_local std::unordered_map<Remembered, RemoteRef, RememberedHash> m;
+  return m;
+}
+std::optional<RemoteRef> pending(std::uint32_t segment_tag, const RemoteRef& ref) {
+  auto& m = pending_map();
+  auto it = m.find(Remembered{segment_tag, ref.segment_tag(), ref.id()});
+  if (it == m.end()) return std::nullopt;
+  return it->second;
+}
+void remember_pending(std::uint32_t segment_tag, const RemoteRef& ref, const RemoteRef& reply) {
+  auto& m = pending_map();
+  if (m.size() >= kMaxRemembered) m.clear();
+  m[Remembered{segment_tag, ref.segment_tag(), ref.id()}] = reply;
+}
+void forget_pending(std::uint32_t segment_tag, const RemoteRef& ref) {
+  pending_map().erase(Remembered{segment_tag, ref.segment_tag(), ref.id()});
+}
+
 }  // namespace
 
 std::optional<RemoteRef> remembered(std::uint32_t segment_tag, const RemoteRef& ref) noexcept {
@@ -228,7 +248,7 @@ std::vector<std::byte> ask(Store& store, Kind kind, std::span<const std::byte> p
     ~Erase() {
       try {
         s.erase(r);
-      } catch (const Error&) {  // still being answered (a timeout): the serving process's to erase
+      } catch (const Error&) {  // being answered at this very moment (a timeout): a small object left over
       }
     }
   } erase{store, reply};
@@ -257,15 +277,39 @@ std::optional<RemoteRef> resolve(Store& store, const RemoteRef& ref,
                                             "{:08x})",
                                             ref.to_string(), store.name(), ref.segment_tag()));
   }
-  if (std::optional<RemoteRef> local = store.lookup(replica_name(ref, *map->host_of_tag(ref.segment_tag())))) {
-    return local;
-  }
+  std::string name = replica_name(ref, *map->host_of_tag(ref.segment_tag()));
   std::vector<std::byte> payload;
   append(payload, ref);
   if (!wait) {
-    tell(store, Kind::Fetch, payload);
+    // Asked for once; the next try reads the answer (an error, if the ref
+    // failed or is gone on its host, is thrown then) before anything else.
+    std::uint32_t own = store.session()->geo().segment_tag;
+    if (std::optional<RemoteRef> asked = pending(own, ref)) {
+      std::optional<View> answer = store.try_fetch(*asked);
+      if (!answer) return std::nullopt;
+      Reader in(answer->bytes());
+      auto head = in.get<ReplyHead>();
+      std::span<const std::byte> body = in.take(head.bytes);
+      std::vector<std::byte> copy(body.begin(), body.end());
+      answer.reset();
+      forget_pending(own, ref);
+      try {
+        store.erase(*asked);
+      } catch (const Error&) {  // NOLINT(bugprone-empty-catch): erased already
+      }
+      if (head.code != 0) {
+        throw Error(static_cast<Errc>(head.code),
+                    std::string(reinterpret_cast<const char*>(copy.data()), copy.size()));  // NOLINT: chars
+      }
+      // The replica it names may have been erased since: the name says.
+      if (std::optional<RemoteRef> local = store.lookup(name)) return local;
+      return Reader(copy).get<RemoteRef>();
+    }
+    if (std::optional<RemoteRef> local = store.lookup(name)) return local;
+    remember_pending(own, ref, send_request(store, *map, Kind::Fetch, payload, true));
     return std::nullopt;
   }
+  if (std::optional<RemoteRef> local = store.lookup(name)) return local;
   std::vector<std::byte> answer = ask(store, Kind::Fetch, payload, deadline);
   return Reader(answer).get<RemoteRef>();
 }

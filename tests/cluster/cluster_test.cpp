@@ -39,6 +39,7 @@ using sealstore::RemoteRef;
 using sealstore::WorkerId;
 
 Cluster* g_cluster = nullptr;
+constexpr int kQueueDepth = 4;  // small, so that tests can fill a worker's queue
 
 // ---- functions the workers run
 
@@ -64,6 +65,12 @@ SEALSTORE_REGISTER("seen_workers", seen_workers);
 
 std::uint64_t host_here(sealstore::Context& cx) { return sealstore::cluster::this_host(cx.store()); }
 SEALSTORE_REGISTER("host_here", host_here);
+
+double sleep_then_sum(sealstore::Context& cx, std::uint32_t ms, RemoteRef ref) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return sum_of(cx, ref);
+}
+SEALSTORE_REGISTER("sleep_then_sum", sleep_then_sum);
 
 int fails(std::string why) { throw std::runtime_error(why); }
 SEALSTORE_REGISTER("fails", fails);
@@ -215,6 +222,91 @@ TEST_F(ClusterTest, ConcurrentFetchesOnOneHostShareOneTransfer) {
   s.erase(ref);
 }
 
+// A task queue fills up while the task at its head needs the host's
+// serving loop (a remote fetch): the loop must not wait for room in the
+// queue, or neither ever moves again.
+TEST_F(ClusterTest, AFullTaskQueueDoesNotStopTheServingLoop) {
+  WorkerId w = worker_on(1, 2);
+  std::vector<double> data = make_vector(1 << 16, 0.5);
+  double want = std::accumulate(data.begin(), data.end(), 0.0);
+  RemoteRef ref = s.put(data);  // not on host 1 yet
+  // The head task sleeps while the queue fills behind it, then needs the loop.
+  std::vector<RemoteRef> results{c.run_at(w, "sleep_then_sum", std::uint32_t{300}, ref)};
+  for (int i = 0; i < 3 * kQueueDepth; ++i) results.push_back(c.run_at(w, "sum_of", ref));
+  for (const RemoteRef& r : results) {
+    EXPECT_EQ(s.materialize<double>(r, std::chrono::seconds(60)), want);
+    sealstore::cluster::erase(s, r);
+  }
+  s.erase(ref);
+}
+
+// Removing a worker waits for its queue to drain, and a queued task may
+// need the serving loop: the removal must not hold the loop meanwhile.
+TEST_F(ClusterTest, RemovingAWorkerLetsItsQueuedTasksReachOtherHosts) {
+  WorkerId w = c.add(1, 1).at(0);
+  std::vector<double> data = make_vector(1 << 16, 2.5);
+  double want = std::accumulate(data.begin(), data.end(), 0.0);
+  RemoteRef ref = s.put(data);  // not on host 1 yet: the task will have to ask for it
+  RemoteRef first = c.run_at(w, "sleeps", std::uint32_t{300});
+  RemoteRef r = c.run_at(w, "sum_of", ref);
+  auto t0 = std::chrono::steady_clock::now();
+  c.remove(w);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(8));
+  EXPECT_EQ(s.materialize<int>(first), 7);
+  EXPECT_EQ(s.materialize<double>(r), want);
+  for (const RemoteRef& x : {first, r}) sealstore::cluster::erase(s, x);
+  s.erase(ref);
+}
+
+TEST_F(ClusterTest, RunAtTheDriverRunsHere) {
+  EXPECT_EQ(c.call<std::uint64_t>(1, "host_here"), 0U);
+  EXPECT_EQ(c.call<std::uint64_t>(c.myid(), "host_here"), 0U);
+}
+
+TEST_F(ClusterTest, TryFetchOfAFailedRemoteRefThrowsItsError) {
+  WorkerId w = worker_on(1);
+  RemoteRef failed = c.run_at(w, "fails", std::string("not today"));
+  EXPECT_ERRC(sealstore::cluster::wait(s, failed), Errc::WorkerFailed);  // failed by now, on host 1
+  bool thrown = false;
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!thrown && std::chrono::steady_clock::now() < until) {
+    try {
+      if (s.try_fetch(failed)) {
+        ADD_FAILURE() << "try_fetch gave a view of a failed ref";
+        break;
+      }
+    } catch (const sealstore::Error& e) {
+      thrown = true;
+      EXPECT_EQ(e.code(), Errc::WorkerFailed) << e.what();
+      EXPECT_NE(std::string(e.what()).find("not today"), std::string::npos) << e.what();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_TRUE(thrown) << "try_fetch never reported the failure";
+  sealstore::cluster::erase(s, failed);
+}
+
+// Two broadcasts asked for at once, both of this host's refs: the second
+// waits its turn while the first is answered.
+TEST_F(ClusterTest, ConcurrentBroadcastsOfThisHostsRefsBothComplete) {
+  RemoteRef a = s.put(make_vector(1 << 15, 1.0));
+  RemoteRef b = s.put(make_vector(1 << 15, 2.0));
+  std::vector<sealstore::TransferStats> before;
+  for (std::size_t h = 0; h < c.hosts(); ++h) before.push_back(c.stats(h));
+  std::thread other([&] { c.replicate(b); });
+  c.replicate(a);
+  other.join();
+  for (std::size_t h = 1; h < c.hosts(); ++h) {
+    sealstore::TransferStats now = c.stats(h);
+    EXPECT_EQ(now.broadcasts, before[h].broadcasts + 2) << "host " << h;
+    EXPECT_EQ(now.transfers_in, before[h].transfers_in + 2) << "host " << h;
+  }
+  // The root counts what it sent: one object to each other host, twice.
+  EXPECT_EQ(c.stats(0).transfers_out, before[0].transfers_out + 2 * (c.hosts() - 1));
+  s.erase(a);
+  s.erase(b);
+}
+
 TEST_F(ClusterTest, ErrorsCrossHostsWithTheirCodes) {
   WorkerId w = worker_on(1);
   RemoteRef failed = c.run_at(w, "fails", std::string("no luck"));
@@ -292,6 +384,7 @@ TEST_F(ClusterTest, ReplicateBroadcastsToEveryHost) {
     EXPECT_EQ(now.broadcasts, before[h].broadcasts + 1) << "host " << h;
     EXPECT_EQ(now.transfers_in, before[h].transfers_in + (h == 1 ? 0 : 1)) << "host " << h;
   }
+  EXPECT_EQ(c.stats(1).transfers_out, before[1].transfers_out + (c.hosts() - 1));
   // Every host holds it now: fetching it here moves nothing.
   sealstore::View v = s.fetch(r);
   EXPECT_EQ(v.as_span<double>()[0], 4.0);
@@ -446,7 +539,11 @@ int main(int argc, char** argv) {
   {
     sealstore::ClusterOptions o;
     o.pool.store.capacity = std::uint64_t{256} << 20U;
-    o.chunk_bytes = std::uint64_t{1} << 20U;  // several chunks per object in these tests
+    // Several chunks per object in these tests, and not the same on every
+    // rank: a receiver splits as its sender does.
+    const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+    o.chunk_bytes = (rank != nullptr && std::string(rank) == "0" ? 1U : 3U) * (std::uint64_t{1} << 20U);
+    o.pool.queue_depth = kQueueDepth;
     Cluster c = Cluster::start("clustertest-" + std::to_string(::getpid()), o);
     if (!c.is_driver()) {
       rc = c.serve();
