@@ -31,6 +31,7 @@
 
 #include "pool/registry.hpp"
 #include "store/cluster_link.hpp"
+#include "store/session.hpp"
 
 namespace sealstore {
 
@@ -503,14 +504,6 @@ void ClusterImpl::local_request(Kind kind, Reader& in, const RemoteRef& reply) {
     }
     return *h;
   };
-  auto host_of_id = [this](WorkerId id) -> std::size_t {
-    std::size_t h = id / cluster::kIdsPerHost;
-    if (id == 0 || h >= map_.hosts.size()) {
-      throw Error(Errc::InvalidArgument,
-                  fmt::format("{} is the id of no host's worker (the cluster has {} hosts)", id, map_.hosts.size()));
-    }
-    return h;
-  };
   std::span<const std::byte> left = in.take(in.left());
   std::vector<std::byte> rest(left.begin(), left.end());
   Reader again(rest);
@@ -549,7 +542,7 @@ void ClusterImpl::local_request(Kind kind, Reader& in, const RemoteRef& reply) {
     }
     case Kind::Remove:
     case Kind::RunAt:
-    case Kind::Pids: route(host_of_id(again.get<WorkerId>()), kind, rest, done); return;
+    case Kind::Pids: route(map_.host_of_id(again.get<WorkerId>()), kind, rest, done); return;
     case Kind::Stats: {
       auto h = again.get<std::uint64_t>();
       if (h >= map_.hosts.size()) throw Error(Errc::InvalidArgument, fmt::format("there is no host {}", h));
@@ -1154,15 +1147,7 @@ bool joined(const Store& store) { return sealstore::detail::cluster::cluster_of(
 std::size_t hosts(const Store& store) { return map_of(store).hosts.size(); }
 std::size_t this_host(const Store& store) { return map_of(store).this_host; }
 
-std::size_t host_of(const Store& store, WorkerId id) {
-  const auto& m = map_of(store);
-  std::size_t h = id / sealstore::detail::cluster::kIdsPerHost;
-  if (id == 0 || h >= m.hosts.size()) {
-    throw Error(Errc::InvalidArgument,
-                fmt::format("{} is the id of no host's worker (the cluster has {} hosts)", id, m.hosts.size()));
-  }
-  return h;
-}
+std::size_t host_of(const Store& store, WorkerId id) { return map_of(store).host_of_id(id); }
 
 HostInfo host_info(const Store& store, std::size_t host) {
   const auto& m = map_of(store);
@@ -1203,7 +1188,7 @@ RemoteRef detail::run_at_packed(Store& store, WorkerId id, std::string_view fn,
 }
 
 void wait(Store& store, const RemoteRef& ref, std::chrono::nanoseconds timeout) {
-  if (ref.is_null() || ref.segment_tag() == store.info().segment_tag) {
+  if (ref.is_null() || ref.segment_tag() == store.session()->geo().segment_tag) {
     store.fetch(ref, timeout);
     return;
   }
@@ -1214,7 +1199,7 @@ void wait(Store& store, const RemoteRef& ref, std::chrono::nanoseconds timeout) 
 }
 
 void erase(Store& store, const RemoteRef& ref) {
-  if (ref.is_null() || ref.segment_tag() == store.info().segment_tag) {
+  if (ref.is_null() || ref.segment_tag() == store.session()->geo().segment_tag) {
     store.erase(ref);
     return;
   }

@@ -162,6 +162,15 @@ std::optional<std::size_t> ClusterMap::host_of_tag(std::uint32_t tag) const {
   return std::nullopt;
 }
 
+std::size_t ClusterMap::host_of_id(WorkerId id) const {
+  std::size_t h = id / kIdsPerHost;
+  if (id == 0 || h >= hosts.size()) {
+    throw Error(Errc::InvalidArgument,
+                fmt::format("{} is the id of no host's worker (the cluster has {} hosts)", id, hosts.size()));
+  }
+  return h;
+}
+
 std::vector<std::byte> encode_directory(const ClusterMap& map) {
   std::vector<std::byte> out;
   append(out, Directory{kDirectoryMagic, static_cast<std::uint32_t>(map.hosts.size()),

@@ -122,6 +122,8 @@ struct ClusterMap {
   std::vector<HostEntry> hosts;
   // The host whose segment has tag, if any.
   std::optional<std::size_t> host_of_tag(std::uint32_t tag) const;
+  // The host worker id lives on. Throws InvalidArgument for an id of none.
+  std::size_t host_of_id(WorkerId id) const;
 };
 // The directory bytes for map, and back. parse_directory throws Corrupt.
 std::vector<std::byte> encode_directory(const ClusterMap& map);
