@@ -106,20 +106,20 @@ void Session::pinned_view(const RemoteRef& ref, std::uint32_t index, Entry& e, P
 std::vector<Session::Pinned> Session::fetch_many(std::span<const RemoteRef> refs, Deadline deadline,
                                                  std::chrono::nanoseconds spin) {
   check_writable();
-  auto ahead = [&](std::size_t k) {
-    const RemoteRef& r = refs[k];
-    auto index = static_cast<std::uint32_t>(r.id() & 0xffffffffU);
-    if (index >= geo().max_objects) return;
-    __builtin_prefetch(&entry(index), 0, 3);
-    __builtin_prefetch(&local_pins_[index], 1, 3);  // NOLINT
-    __builtin_prefetch(&pins(index), 1, 3);
-  };
   std::vector<Pinned> out;
   out.reserve(refs.size());
   try {
-    for (std::size_t k = 0; k < std::min(kFetchAhead, refs.size()); ++k) ahead(k);
     for (std::size_t k = 0; k < refs.size(); ++k) {
-      if (k + kFetchAhead < refs.size()) ahead(k + kFetchAhead);
+      // Written out here, not in a helper: GCC finds a helper that only
+      // prefetches "pure" and deletes the calls, prefetches and all.
+      for (std::size_t a = k == 0 ? 0 : k + kFetchAhead - 1; a < std::min(k + kFetchAhead, refs.size()); ++a) {
+        auto index = static_cast<std::uint32_t>(refs[a].id() & 0xffffffffU);
+        if (index < geo().max_objects) {
+          __builtin_prefetch(&entry(index), 0, 3);
+          __builtin_prefetch(&local_pins_[index], 1, 3);  // NOLINT
+          __builtin_prefetch(&pins(index), 1, 3);
+        }
+      }
       fetch(refs[k], deadline, true, spin, out.emplace_back());
     }
   } catch (...) {

@@ -69,8 +69,8 @@ class Session {
   // left), so nothing of it may be used after.
   ThreadCache* acquire_handle() { return acquire_handle(caches_->mine()); }
   ThreadCache& thread_cache() { return caches_->mine(); }
-  static ThreadCache* acquire_handle(ThreadCache& tc) noexcept {
-    tc.handles.fetch_add(1, std::memory_order_relaxed);
+  static ThreadCache* acquire_handle(ThreadCache& tc, std::int64_t n = 1) noexcept {
+    tc.handles.fetch_add(n, std::memory_order_relaxed);
     return &tc;
   }
   void release_handle(ThreadCache* h) noexcept;

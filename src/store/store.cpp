@@ -211,12 +211,14 @@ std::vector<View> Store::fetch_many(std::span<const RemoteRef> refs, const Fetch
       s.fetch_many(mapped.empty() ? refs : std::span<const RemoteRef>(mapped), deadline, options.spin);
   std::vector<View> views;
   views.reserve(pinned.size());
-  detail::ThreadCache& tc = s.thread_cache();
+  // One handle per View, taken for the whole batch at once.
+  detail::ThreadCache* hold =
+      detail::Session::acquire_handle(s.thread_cache(), static_cast<std::int64_t>(pinned.size()));
   for (std::size_t k = 0; k < pinned.size(); ++k) {
     View& v = views.emplace_back();
     v.pin_ = pinned[k];
     v.session_ = &s;
-    v.hold_ = detail::Session::acquire_handle(tc);
+    v.hold_ = hold;
     v.ref_ = refs[k];
   }
   return views;

@@ -442,6 +442,70 @@ TEST(Store, erase_while_pinned_defers_the_free_until_the_last_view_goes) {
   EXPECT_EQ(s.info().used, 0U);
 }
 
+TEST(Store, fetch_many_returns_a_pinned_view_per_ref_in_order) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  std::vector<RemoteRef> refs;
+  for (int i = 0; i < 100; ++i) refs.push_back(s.put("object " + std::to_string(i)));
+  // Out of order, and one ref twice: a view each, in the order asked.
+  std::vector<RemoteRef> ask(refs.rbegin(), refs.rend());
+  ask.push_back(refs[7]);
+  std::vector<View> views = s.fetch_many(ask);
+  ASSERT_EQ(views.size(), ask.size());
+  for (std::size_t k = 0; k < ask.size(); ++k) {
+    EXPECT_EQ(views[k].ref(), ask[k]);
+    EXPECT_EQ(views[k].as_string(), "object " + std::to_string(k < 100 ? 99 - k : 7));
+  }
+  // Each view pins its object: erased, every one waits for its views.
+  for (const auto& r : refs) s.erase(r);
+  EXPECT_EQ(s.info().objects, 100U);
+  views.resize(50);  // drops the views of objects 49 down to 0, and object 7's second
+  EXPECT_EQ(s.info().objects, 50U);
+  views.clear();
+  EXPECT_EQ(s.info().objects, 0U);
+  EXPECT_EQ(s.info().used, 0U);
+  EXPECT_TRUE(s.fetch_many({}).empty());
+}
+
+TEST(Store, views_from_fetch_many_outlive_their_store) {
+  SegmentGuard g;
+  std::vector<View> views;
+  {
+    Store s = Store::create(g.name(), small_options());
+    std::vector<RemoteRef> refs;
+    for (int i = 0; i < 20; ++i) refs.push_back(s.put(std::string(100, static_cast<char>('a' + i))));
+    views = s.fetch_many(refs);
+  }
+  // The views hold the attachment: released one at a time, the last one
+  // ends it, and none before.
+  for (std::size_t k = 0; k < views.size(); ++k) {
+    EXPECT_EQ(views[k].as_string(), std::string(100, static_cast<char>('a' + k)));
+    views[k].reset();
+  }
+}
+
+TEST(Store, a_failed_fetch_many_releases_the_views_it_took) {
+  SegmentGuard g;
+  Store s = Store::create(g.name(), small_options());
+  RemoteRef a = s.put(std::string(3000, 'a'));
+  RemoteRef b = s.put(std::string(3000, 'b'));
+  RemoteRef gone = s.put(std::string(3000, 'g'));
+  s.erase(gone);
+  RemoteRef unfilled = s.make_ref();
+  std::vector<RemoteRef> refs{a, b, gone, a};
+  EXPECT_ERRC(s.fetch_many(refs), Errc::NotFound);
+  FetchOptions brief;
+  brief.timeout = 20ms;
+  std::vector<RemoteRef> waits{b, a, unfilled};
+  EXPECT_ERRC(s.fetch_many(waits, brief), Errc::Timeout);
+  // Nothing stayed pinned: the erases free at once.
+  s.erase(a);
+  s.erase(b);
+  s.erase(unfilled);
+  EXPECT_EQ(s.info().objects, 0U);
+  EXPECT_EQ(s.info().used, 0U);
+}
+
 TEST(Store, fetch_of_an_unfilled_ref_times_out) {
   SegmentGuard g;
   Store s = Store::create(g.name(), small_options());
