@@ -37,13 +37,26 @@ struct ThreadCaches {
 
 thread_local ThreadCaches t_caches;
 
+// The cache this thread used last, looked at first: a thread that works
+// with one attachment finds its cache without a walk (serials are never
+// reused, so an attachment that is gone cannot match).
+struct LastCache {
+  std::uint64_t serial = 0;
+  ThreadCache* cache = nullptr;
+};
+thread_local LastCache t_last;
+
 }  // namespace
 
 CacheRegistry::CacheRegistry() : serial_(g_serial.fetch_add(1) + 1) {}
 
 ThreadCache& CacheRegistry::mine() {
+  if (t_last.serial == serial_) return *t_last.cache;
   for (const auto& h : t_caches.held) {
-    if (h.serial == serial_) return *h.cache;
+    if (h.serial == serial_) {
+      t_last = {serial_, h.cache};
+      return *h.cache;
+    }
   }
   ThreadCache* tc = nullptr;
   {
@@ -64,6 +77,7 @@ ThreadCache& CacheRegistry::mine() {
   auto& held = t_caches.held;
   held.erase(std::remove_if(held.begin(), held.end(), [](const auto& h) { return h.registry.expired(); }), held.end());
   held.push_back({serial_, tc, weak_from_this()});
+  t_last = {serial_, tc};
   return *tc;
 }
 

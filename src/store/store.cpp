@@ -135,7 +135,8 @@ void Store::put_bytes(const RemoteRef& ref, const ValueType& type, std::span<con
 Writer Store::create_writer(std::uint64_t bytes, const ValueType& type) {
   detail::Session& s = session_ref();
   auto c = s.begin_write(nullptr, bytes, type);
-  return Writer(&s, s.acquire_handle(), c.index, c.ref, c.bytes);
+  return Writer(&s, c.cache != nullptr ? detail::Session::acquire_handle(*c.cache) : s.acquire_handle(), c.index, c.ref,
+                c.bytes);
 }
 
 Writer Store::create_writer(const RemoteRef& ref, std::uint64_t bytes, const ValueType& type) {
@@ -373,7 +374,8 @@ RemoteRef Writer::seal() && {
     Writer& w;
     ~Release() { w.release(); }
   } release{*this};
-  session_->seal(index_, static_cast<std::uint32_t>(ref_.id() >> 32U));
+  // The counters go on the line of the thread that made the writer.
+  session_->seal(index_, static_cast<std::uint32_t>(ref_.id() >> 32U), hold_);
   return ref_;
 }
 

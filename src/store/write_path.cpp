@@ -4,6 +4,7 @@
 // taken. Larger objects, filling a ref made by make_ref, refilling and
 // draining the caches, and failing a ref take the segment lock.
 #include <fmt/format.h>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -426,10 +427,11 @@ void Session::spill(ThreadCache& tc, std::uint32_t c) {
   {
     std::lock_guard guard(caches_->mu);
     auto& depot = caches_->depot[c];
-    for (std::size_t k = 0; k < n && !bin.empty(); ++k) {
-      depot.push_back(bin.front());
-      bin.erase(bin.begin());
-    }
+    // The oldest records (the bin's front; puts take from its back), moved
+    // in one go.
+    auto k = static_cast<std::ptrdiff_t>(std::min(n, bin.size()));
+    depot.insert(depot.end(), bin.begin(), bin.begin() + k);
+    bin.erase(bin.begin(), bin.begin() + k);
     if (depot.size() > 2 * n) {
       out.assign(depot.begin(), depot.begin() + static_cast<std::ptrdiff_t>(n));
       depot.erase(depot.begin(), depot.begin() + static_cast<std::ptrdiff_t>(n));
