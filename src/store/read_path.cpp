@@ -110,9 +110,11 @@ std::vector<Session::Pinned> Session::fetch_many(std::span<const RemoteRef> refs
   out.reserve(refs.size());
   try {
     for (std::size_t k = 0; k < refs.size(); ++k) {
-      // Written out here, not in a helper: GCC finds a helper that only
-      // prefetches "pure" and deletes the calls, prefetches and all.
-      for (std::size_t a = k == 0 ? 0 : k + kFetchAhead - 1; a < std::min(k + kFetchAhead, refs.size()); ++a) {
+      // Refs 0 to kFetchAhead first, then ref k + kFetchAhead at ref k.
+      // Written out here: GCC 12 compiled a helper lambda that did this
+      // into nothing (no prefetch was left in the library), which the test
+      // build.fetch_many_prefetches now checks.
+      for (std::size_t a = k == 0 ? 0 : k + kFetchAhead; a < std::min(k + kFetchAhead + 1, refs.size()); ++a) {
         auto index = static_cast<std::uint32_t>(refs[a].id() & 0xffffffffU);
         if (index < geo().max_objects) {
           __builtin_prefetch(&entry(index), 0, 3);

@@ -208,13 +208,14 @@ std::vector<View> Store::fetch_many(std::span<const RemoteRef> refs, const Fetch
     if (mapped.empty()) mapped.assign(refs.begin(), refs.end());
     mapped[k] = *detail::cluster::resolve(*this, refs[k], deadline, true);
   }
+  // Whatever may throw comes before the pins: from them on nothing does.
+  std::vector<View> views;
+  views.reserve(refs.size());
+  detail::ThreadCache& tc = s.thread_cache();
   std::vector<detail::Session::Pinned> pinned =
       s.fetch_many(mapped.empty() ? refs : std::span<const RemoteRef>(mapped), deadline, options.spin);
-  std::vector<View> views;
-  views.reserve(pinned.size());
   // One handle per View, taken for the whole batch at once.
-  detail::ThreadCache* hold =
-      detail::Session::acquire_handle(s.thread_cache(), static_cast<std::int64_t>(pinned.size()));
+  detail::ThreadCache* hold = detail::Session::acquire_handle(tc, static_cast<std::int64_t>(pinned.size()));
   for (std::size_t k = 0; k < pinned.size(); ++k) {
     View& v = views.emplace_back();
     v.pin_ = pinned[k];

@@ -478,10 +478,13 @@ TEST(Store, views_from_fetch_many_outlive_their_store) {
   }
   // The views hold the attachment: released one at a time, the last one
   // ends it, and none before.
+  Store watcher = Store::attach(g.name());
   for (std::size_t k = 0; k < views.size(); ++k) {
     EXPECT_EQ(views[k].as_string(), std::string(100, static_cast<char>('a' + k)));
+    EXPECT_EQ(watcher.processes().size(), 2U);
     views[k].reset();
   }
+  EXPECT_EQ(watcher.processes().size(), 1U);
 }
 
 TEST(Store, a_failed_fetch_many_releases_the_views_it_took) {
