@@ -445,8 +445,8 @@ TEST(Store, erase_while_pinned_defers_the_free_until_the_last_view_goes) {
 TEST(Store, fetch_many_returns_a_pinned_view_per_ref_in_order) {
   SegmentGuard g;
   Store s = Store::create(g.name(), small_options());
-  std::vector<RemoteRef> refs;
-  for (int i = 0; i < 100; ++i) refs.push_back(s.put("object " + std::to_string(i)));
+  std::vector<RemoteRef> refs(100);
+  for (std::size_t i = 0; i < refs.size(); ++i) refs[i] = s.put("object " + std::to_string(i));
   // Out of order, and one ref twice: a view each, in the order asked.
   std::vector<RemoteRef> ask(refs.rbegin(), refs.rend());
   ask.push_back(refs[7]);
@@ -472,8 +472,8 @@ TEST(Store, views_from_fetch_many_outlive_their_store) {
   std::vector<View> views;
   {
     Store s = Store::create(g.name(), small_options());
-    std::vector<RemoteRef> refs;
-    for (int i = 0; i < 20; ++i) refs.push_back(s.put(std::string(100, static_cast<char>('a' + i))));
+    std::vector<RemoteRef> refs(20);
+    for (std::size_t i = 0; i < refs.size(); ++i) refs[i] = s.put(std::string(100, static_cast<char>('a' + i)));
     views = s.fetch_many(refs);
   }
   // The views hold the attachment: released one at a time, the last one
