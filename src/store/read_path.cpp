@@ -107,13 +107,13 @@ void Session::pinned_view(const RemoteRef& ref, std::uint32_t index, Entry& e, P
   load_type_words(e, out.type);
 }
 
-std::vector<Session::Pinned> Session::fetch_many(std::span<const RemoteRef> refs, Deadline deadline,
-                                                 std::chrono::nanoseconds spin) {
+void Session::fetch_many(std::span<const RemoteRef> refs, Deadline deadline, std::chrono::nanoseconds spin,
+                         PinSlot pin_slot, void* ctx) {
   check_writable();
-  std::vector<Pinned> out;
-  out.reserve(refs.size());
+  std::size_t done = 0;
   try {
-    for (std::size_t k = 0; k < refs.size(); ++k) {
+    for (; done < refs.size(); ++done) {
+      std::size_t k = done;
       // Refs 0 to kFetchAhead first, then ref k + kFetchAhead at ref k.
       // Written out here: GCC 12 compiled a helper lambda that did this
       // into nothing (no prefetch was left in the library), which the test
@@ -126,14 +126,14 @@ std::vector<Session::Pinned> Session::fetch_many(std::span<const RemoteRef> refs
           __builtin_prefetch(&pins(index), 1, 3);
         }
       }
-      fetch(refs[k], deadline, true, spin, out.emplace_back());
+      fetch(refs[k], deadline, true, spin, pin_slot(ctx, k));
     }
   } catch (...) {
-    if (!out.empty()) out.pop_back();  // the one that failed pinned nothing
-    for (std::size_t k = 0; k < out.size(); ++k) unpin(out[k].index, static_cast<std::uint32_t>(refs[k].id() >> 32U));
+    // The one that failed pinned nothing.
+    for (std::size_t k = 0; k < done; ++k)
+      unpin(pin_slot(ctx, k).index, static_cast<std::uint32_t>(refs[k].id() >> 32U));
     throw;
   }
-  return out;
 }
 
 bool Session::spin_until_settled(const Entry& e, std::chrono::nanoseconds spin, Deadline deadline) {

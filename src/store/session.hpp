@@ -109,8 +109,12 @@ class Session {
   // View's own) when it pins.
   bool fetch(const RemoteRef& ref, Deadline deadline, bool wait, std::chrono::nanoseconds spin, Pinned& out);
   // fetch() of each ref, their table entries and pins brought into the
-  // cache ahead of use, a batch at a time.
-  std::vector<Pinned> fetch_many(std::span<const RemoteRef> refs, Deadline deadline, std::chrono::nanoseconds spin);
+  // cache ahead of use, a batch at a time. Ref k's pin is written to
+  // pin_slot(ctx, k), the caller's own storage (a View's), so that a batch
+  // allocates nothing here. On an error, what was pinned is unpinned.
+  using PinSlot = Pinned& (*)(void* ctx, std::size_t k);
+  void fetch_many(std::span<const RemoteRef> refs, Deadline deadline, std::chrono::nanoseconds spin, PinSlot pin_slot,
+                  void* ctx);
   void unpin(std::uint32_t index, std::uint32_t gen) noexcept;
 
   // A sealed object of at most kUnpinnedReadMax bytes, read without a pin:

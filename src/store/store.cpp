@@ -209,16 +209,17 @@ std::vector<View> Store::fetch_many(std::span<const RemoteRef> refs, const Fetch
     mapped[k] = *detail::cluster::resolve(*this, refs[k], deadline, true);
   }
   // Whatever may throw comes before the pins: from them on nothing does.
-  std::vector<View> views;
-  views.reserve(refs.size());
+  // The pins go straight into the views, empty until the batch succeeds.
+  std::vector<View> views(refs.size());
   detail::ThreadCache& tc = s.thread_cache();
-  std::vector<detail::Session::Pinned> pinned =
-      s.fetch_many(mapped.empty() ? refs : std::span<const RemoteRef>(mapped), deadline, options.spin);
+  s.fetch_many(
+      mapped.empty() ? refs : std::span<const RemoteRef>(mapped), deadline, options.spin,
+      [](void* ctx, std::size_t k) -> detail::PinnedObject& { return (*static_cast<std::vector<View>*>(ctx))[k].pin_; },
+      &views);
   // One handle per View, taken for the whole batch at once.
-  detail::ThreadCache* hold = detail::Session::acquire_handle(tc, static_cast<std::int64_t>(pinned.size()));
-  for (std::size_t k = 0; k < pinned.size(); ++k) {
-    View& v = views.emplace_back();
-    v.pin_ = pinned[k];
+  detail::ThreadCache* hold = detail::Session::acquire_handle(tc, static_cast<std::int64_t>(views.size()));
+  for (std::size_t k = 0; k < views.size(); ++k) {
+    View& v = views[k];
     v.session_ = &s;
     v.hold_ = hold;
     v.ref_ = refs[k];
