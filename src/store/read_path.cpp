@@ -110,16 +110,15 @@ void Session::pinned_view(const RemoteRef& ref, std::uint32_t index, Entry& e, P
 void Session::fetch_many(std::span<const RemoteRef> refs, Deadline deadline, std::chrono::nanoseconds spin,
                          PinSlot pin_slot, void* ctx) {
   check_writable();
-  std::size_t done = 0;
+  std::size_t k = 0;
+  std::size_t ahead = 0;  // refs prefetched so far: through ref k + kFetchAhead
   try {
-    for (; done < refs.size(); ++done) {
-      std::size_t k = done;
-      // Refs 0 to kFetchAhead first, then ref k + kFetchAhead at ref k.
+    for (; k < refs.size(); ++k) {
       // Written out here: GCC 12 compiled a helper lambda that did this
       // into nothing (no prefetch was left in the library), which the test
       // build.fetch_many_prefetches now checks.
-      for (std::size_t a = k == 0 ? 0 : k + kFetchAhead; a < std::min(k + kFetchAhead + 1, refs.size()); ++a) {
-        auto index = static_cast<std::uint32_t>(refs[a].id() & 0xffffffffU);
+      for (; ahead < std::min(k + kFetchAhead + 1, refs.size()); ++ahead) {
+        auto index = static_cast<std::uint32_t>(refs[ahead].id() & 0xffffffffU);
         if (index < geo().max_objects) {
           __builtin_prefetch(&entry(index), 0, 3);
           __builtin_prefetch(&local_pins_[index], 1, 3);  // NOLINT
@@ -129,9 +128,8 @@ void Session::fetch_many(std::span<const RemoteRef> refs, Deadline deadline, std
       fetch(refs[k], deadline, true, spin, pin_slot(ctx, k));
     }
   } catch (...) {
-    // The one that failed pinned nothing.
-    for (std::size_t k = 0; k < done; ++k)
-      unpin(pin_slot(ctx, k).index, static_cast<std::uint32_t>(refs[k].id() >> 32U));
+    // Refs before k are pinned; ref k, which failed, pinned nothing.
+    for (std::size_t i = 0; i < k; ++i) unpin(pin_slot(ctx, i).index, static_cast<std::uint32_t>(refs[i].id() >> 32U));
     throw;
   }
 }
