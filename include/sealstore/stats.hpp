@@ -80,9 +80,11 @@ struct SegmentInfo {
   std::uint64_t capacity = 0;   // bytes for object data
   std::uint64_t used = 0;       // bytes held by objects (each rounded up to its extent)
   // Bytes processes hold ready for their next small objects (each keeps a
-  // bounded cache of entries and extents, so that putting and erasing small
-  // objects takes no lock). Neither used nor free: capacity = used + cached
-  // + free. A process short of space takes them back.
+  // cache of entries and extents, so that putting and erasing small
+  // objects takes no lock: what its erases gave back, up to 1 MiB and a
+  // quarter of the segment while a quarter of the segment's bytes and
+  // entries are free, else a few KiB). Neither used nor free: capacity =
+  // used + cached + free. A process short of space takes them back.
   std::uint64_t cached = 0;
   std::uint64_t largest_free = 0;  // the largest free block: the largest object that fits now
   std::uint64_t free_extents = 0;  // number of free blocks (fragmentation)

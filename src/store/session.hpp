@@ -53,6 +53,10 @@ inline constexpr int kRoomAttempts = 3;
 // Objects up to this size are materialized without a pin (copied, then the
 // entry checked unchanged).
 inline constexpr std::uint64_t kUnpinnedReadMax = 4096;
+// A process's depot keeps up to this many bytes of records erases gave
+// back (no more than a quarter of the segment), while the segment is roomy
+// (Session::depot_may_grow).
+inline constexpr std::uint64_t kDepotBytes = std::uint64_t{1} << 20U;
 
 using Deadline = std::optional<std::chrono::steady_clock::time_point>;
 
@@ -230,8 +234,10 @@ class Session {
                                           bool want_room);
   void fill_entry(Entry& e, std::uint64_t size, const ValueType& type) noexcept;
   bool refill(ThreadCache& tc, std::uint32_t c);
-  // A full bin gives half to the depot; a full depot gives to the segment.
+  // A full bin gives half to the depot; a full depot gives to the segment
+  // unless it may grow (depot_may_grow; caller holds caches_->mu).
   void spill(ThreadCache& tc, std::uint32_t c);
+  bool depot_may_grow(const Bins& depot) const noexcept;
   void drain_locked(const std::vector<CachedExtent>& records);
   std::uint32_t batch(std::uint32_t c) const noexcept { return batch_[c]; }
 

@@ -432,14 +432,34 @@ void Session::spill(ThreadCache& tc, std::uint32_t c) {
     auto k = static_cast<std::ptrdiff_t>(std::min(n, bin.size()));
     depot.insert(depot.end(), bin.begin(), bin.begin() + k);
     bin.erase(bin.begin(), bin.begin() + k);
-    if (depot.size() > 2 * n) {
-      out.assign(depot.begin(), depot.begin() + static_cast<std::ptrdiff_t>(n));
-      depot.erase(depot.begin(), depot.begin() + static_cast<std::ptrdiff_t>(n));
+    if (depot.size() > 2 * n && !depot_may_grow(caches_->depot)) {
+      // Down to one batch, the oldest first.
+      auto excess = static_cast<std::ptrdiff_t>(depot.size() - n);
+      out.assign(depot.begin(), depot.begin() + excess);
+      depot.erase(depot.begin(), depot.begin() + excess);
     }
   }
   if (out.empty()) return;
   Lock lock(*this);
   drain_locked(out);
+}
+
+// The depot keeps what erases give back, up to kDepotBytes in all (a
+// quarter of a smaller segment), so
+// that a run of puts after a run of erases finds its records whole (a
+// refill from the segment splits an extent and pops an entry per record).
+// Only while the segment is roomy: a quarter of its bytes and of its
+// entries free. A spilling segment counts cached bytes as used against its
+// high watermark, so there the depot keeps two batches, as everywhere
+// when room is short. Whatever it keeps, a process short of room takes
+// back (steal_reserved_locked).
+bool Session::depot_may_grow(const Bins& depot) const noexcept {
+  if (spills_) return false;
+  const Header& h = header();
+  if (field(h.free_bytes) < geo().capacity / 4 || field(h.free_entries) < geo().max_objects / 4) return false;
+  std::uint64_t bytes = 0;
+  for (std::uint32_t c = 0; c < kClasses; ++c) bytes += depot[c].size() * class_bytes(c);  // NOLINT
+  return bytes <= std::min(kDepotBytes, geo().capacity / 4);
 }
 
 // Gives cached records back to the segment: each still ours becomes Free.

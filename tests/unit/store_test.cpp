@@ -806,5 +806,97 @@ TEST(Store, many_threads_fetch_and_release_one_object) {
   EXPECT_EQ(s.info().objects, 0U);
 }
 
+// Puts of n small objects, then their erases: what the cache holds after.
+std::uint64_t cached_after_put_and_erase(Store& s, std::size_t n, std::size_t size) {
+  std::vector<RemoteRef> refs;
+  refs.reserve(n);
+  std::vector<std::byte> value(size, std::byte{7});
+  for (std::size_t k = 0; k < n; ++k) refs.push_back(s.put_bytes({}, value));
+  for (const RemoteRef& r : refs) s.erase(r);
+  return s.info().cached;
+}
+
+// A run of puts after a run of erases finds its records whole in the
+// process's cache. It kept two batches (a few KiB) before, and refilled
+// the rest from the segment under the lock, an extent split and an entry
+// popped per record.
+TEST(Store, erased_small_objects_stay_cached_for_the_next_puts) {
+  SegmentGuard g;
+  CreateOptions o = small_options();
+  o.max_objects = 16384;
+  Store s = Store::create(g.name(), o);
+  std::uint64_t cached = cached_after_put_and_erase(s, 4096, 64);
+  EXPECT_GE(cached, 4000U * 64) << "the erased objects' records stay cached";
+  EXPECT_EQ(s.info().used, 0U);
+  // The next run takes them: the segment's free space does not move.
+  std::uint64_t free_before = s.info().capacity - s.info().used - s.info().cached;
+  std::vector<RemoteRef> refs;
+  for (int k = 0; k < 4000; ++k) refs.push_back(s.put(std::vector<char>(64, 'n')));
+  SegmentInfo i = s.info();
+  EXPECT_EQ(i.capacity - i.used - i.cached, free_before) << "no refill from the segment";
+  EXPECT_EQ(i.used, 4000U * 64);
+  for (const RemoteRef& r : refs) EXPECT_EQ(s.materialize<std::vector<char>>(r), std::vector<char>(64, 'n'));
+}
+
+// The depot's bounds: 1 MiB in all, a quarter of a small segment, and two
+// batches a class once the segment is short of space or entries.
+TEST(Store, a_process_caches_at_most_a_mebibyte_and_a_quarter_of_the_segment) {
+  constexpr std::uint64_t kSlack = 64U << 10U;  // the thread's bins and the last batch moved
+  {
+    SegmentGuard g;
+    CreateOptions o = small_options(64U << 20U);
+    o.max_objects = 65536;
+    Store s = Store::create(g.name(), o);
+    EXPECT_LE(cached_after_put_and_erase(s, 32768, 64), (1U << 20U) + kSlack);
+    EXPECT_GE(s.info().cached, 1U << 19U);
+  }
+  {
+    SegmentGuard g;
+    CreateOptions o = small_options(1U << 20U);
+    o.max_objects = 16384;
+    Store s = Store::create(g.name(), o);
+    EXPECT_LE(cached_after_put_and_erase(s, 8192, 64), (1U << 18U) + kSlack);
+  }
+  {
+    // Nearly every entry in use while the erases begin: short of entries,
+    // the depot keeps two batches a class.
+    SegmentGuard g;
+    CreateOptions o = small_options(16U << 20U);
+    o.max_objects = 8192;
+    Store s = Store::create(g.name(), o);
+    std::vector<RemoteRef> refs;
+    for (int k = 0; k < 8000; ++k) refs.push_back(s.put(std::vector<char>(64, 'x')));
+    // (1,500 erases leave fewer than a quarter of the entries free.)
+    for (int k = 0; k < 1500; ++k) s.erase(refs[static_cast<std::size_t>(k)]);
+    EXPECT_LE(s.info().cached, 16U << 10U) << "short of entries: nothing beyond two batches kept";
+  }
+}
+
+// What one process keeps cached, another short of room takes back.
+TEST(Store, space_cached_by_one_process_goes_to_another_short_of_room) {
+  SegmentGuard g;
+  CreateOptions o = small_options(4U << 20U);
+  o.max_objects = 16384;
+  Store s = Store::create(g.name(), o);
+  test::Pipe cached;
+  test::Pipe done;
+  test::Child c([&] {
+    Store t = Store::attach(g.name());
+    cached_after_put_and_erase(t, 8000, 100);
+    cached.send();
+    done.receive();
+    return t.info().cached <= (64U << 10U) ? 0 : 1;
+  });
+  ASSERT_EQ(cached.receive(), 'x');
+  SegmentInfo before = s.info();
+  ASSERT_GE(before.cached, 512U << 10U) << "the child's cache holds its erased objects' space";
+  // More than is free outside the caches: fits only with the child's taken back.
+  std::uint64_t want = before.capacity - before.cached / 2;
+  RemoteRef big = s.put_bytes({}, std::vector<std::byte>(want, std::byte{1}));
+  EXPECT_EQ(s.fetch(big).size(), want);
+  done.send();
+  EXPECT_EQ(c.wait().code, 0) << "the child's cache was emptied";
+}
+
 }  // namespace
 }  // namespace sealstore
