@@ -314,16 +314,13 @@ void Session::leave() noexcept {
   slot_ = kNoSlot;
 }
 
-void Session::check_writable() const {
+void Session::throw_not_writable() const {
   if (slot_ == kNoSlot) {
     throw Error(Errc::InvalidArgument,
                 fmt::format("segment '{}' is attached as an observer: it cannot change the store", name_));
   }
-  if (!usable()) {
-    throw Error(
-        Errc::InvalidArgument,
-        fmt::format("this handle on segment '{}' was inherited across fork(); attach again in the child", name_));
-  }
+  throw Error(Errc::InvalidArgument,
+              fmt::format("this handle on segment '{}' was inherited across fork(); attach again in the child", name_));
 }
 
 bool Session::no_live_slots() const noexcept {

@@ -173,7 +173,9 @@ class Session {
 
   // Throws InvalidArgument if this handle cannot change the store (observer,
   // or inherited across fork).
-  void check_writable() const;
+  void check_writable() const {
+    if (slot_ == kNoSlot || !usable()) throw_not_writable();
+  }
 
   // Test hooks: hold the segment lock, as a process stopped inside a
   // critical section would.
@@ -227,7 +229,11 @@ class Session {
   void add_reserved(std::uint32_t line, std::int64_t entries, std::int64_t bytes) noexcept;
 
   // ---- write_path.cpp
-  std::optional<Claim> begin_write_cached(std::uint64_t size, const ValueType& type);
+  // begin_write beyond the cache: under the lock, spilling if it must.
+  Claim begin_write_slow(const RemoteRef* target, std::uint64_t size, const ValueType& type);
+  // Fills `claim` (and says true) from this thread's cache.
+  bool begin_write_cached(std::uint64_t size, const ValueType& type, Claim& claim);
+  [[noreturn]] void throw_not_writable() const;
   // want_room: give up (nullopt) rather than fail when short of room or
   // above the high watermark, so the caller can spill and come back.
   std::optional<Claim> begin_write_locked(const RemoteRef* target, std::uint64_t size, const ValueType& type,

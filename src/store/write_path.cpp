@@ -107,9 +107,17 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
     throw Error(Errc::OutOfMemory, fmt::format("an object of {} bytes cannot fit in segment '{}' of capacity {} bytes",
                                                size, name_, geo().capacity));
   }
-  if (target == nullptr && size > 0 && size <= kSmallMax && (!spills_ || !above_high_water(kSmallMax))) {
-    if (auto c = begin_write_cached(size, type)) return *c;
+  // (One Claim, returned from every path: filled in place, not copied.)
+  Claim claim{};
+  if (target == nullptr && size > 0 && size <= kSmallMax && (!spills_ || !above_high_water(kSmallMax)) &&
+      begin_write_cached(size, type, claim)) {
+    return claim;
   }
+  claim = begin_write_slow(target, size, type);
+  return claim;
+}
+
+Session::Claim Session::begin_write_slow(const RemoteRef* target, std::uint64_t size, const ValueType& type) {
   if (!spills_) return *begin_write_locked(target, size, type, false);
   // Short of room (or above the high watermark): spill, then try again; in
   // the end, take any room there is, whatever the watermark says.
@@ -128,12 +136,12 @@ Session::Claim Session::begin_write(const RemoteRef* target, std::uint64_t size,
 
 // The lock-free path: an entry and extent of the size's class from this
 // thread's cache (refilled in a batch when empty).
-std::optional<Session::Claim> Session::begin_write_cached(std::uint64_t size, const ValueType& type) {
+bool Session::begin_write_cached(std::uint64_t size, const ValueType& type, Claim& claim) {
   std::uint32_t c = size_class(size);
   ThreadCache& tc = caches_->mine();
   auto& bin = tc.bins[c];
   for (;;) {
-    if (bin.empty() && !refill(tc, c)) return std::nullopt;
+    if (bin.empty() && !refill(tc, c)) return false;
     CachedExtent r = bin.back();
     bin.pop_back();
     Entry& e = entry(r.index);
@@ -155,8 +163,9 @@ std::optional<Session::Claim> Session::begin_write_cached(std::uint64_t size, co
     store(e.created_ns, coarse_now_ns(), std::memory_order_relaxed);
     // The record's offset was bounded when it was cached; the entry's own
     // copy is not trusted.
-    return Claim{r.index, RemoteRef(geo().segment_tag, (std::uint64_t{gen} << 32U) | r.index, id_, id_),
-                 std::span<std::byte>(map_.data_rw() + r.offset, size), &tc};
+    claim = Claim{r.index, RemoteRef(geo().segment_tag, (std::uint64_t{gen} << 32U) | r.index, id_, id_),
+                  std::span<std::byte>(map_.data_rw() + r.offset, size), &tc};
+    return true;
   }
 }
 
