@@ -51,7 +51,14 @@ thread_local LastCache t_last;
 CacheRegistry::CacheRegistry() : serial_(g_serial.fetch_add(1) + 1) {}
 
 ThreadCache& CacheRegistry::mine() {
-  if (t_last.serial == serial_) return *t_last.cache;
+  if (t_last.serial == serial_) [[likely]] {
+    return *t_last.cache;
+  }
+  return mine_slow();
+}
+
+// (Apart, so that the fast path above saves no registers.)
+ThreadCache& CacheRegistry::mine_slow() {
   for (const auto& h : t_caches.held) {
     if (h.serial == serial_) {
       t_last = {serial_, h.cache};

@@ -64,6 +64,8 @@ class CacheRegistry : public std::enable_shared_from_this<CacheRegistry> {
   Bins depot;
 
  private:
+  [[gnu::noinline]] ThreadCache& mine_slow();
+
   std::uint64_t serial_;
   std::vector<std::unique_ptr<ThreadCache>> caches_;
 };
