@@ -831,6 +831,7 @@ TEST(Store, erased_small_objects_stay_cached_for_the_next_puts) {
   // The next run takes them: the segment's free space does not move.
   std::uint64_t free_before = s.info().capacity - s.info().used - s.info().cached;
   std::vector<RemoteRef> refs;
+  refs.reserve(4000);
   for (int k = 0; k < 4000; ++k) refs.push_back(s.put(std::vector<char>(64, 'n')));
   SegmentInfo i = s.info();
   EXPECT_EQ(i.capacity - i.used - i.cached, free_before) << "no refill from the segment";
@@ -865,6 +866,7 @@ TEST(Store, a_process_caches_at_most_a_mebibyte_and_a_quarter_of_the_segment) {
     o.max_objects = 8192;
     Store s = Store::create(g.name(), o);
     std::vector<RemoteRef> refs;
+    refs.reserve(8000);
     for (int k = 0; k < 8000; ++k) refs.push_back(s.put(std::vector<char>(64, 'x')));
     // (1,500 erases leave fewer than a quarter of the entries free.)
     for (int k = 0; k < 1500; ++k) s.erase(refs[static_cast<std::size_t>(k)]);
