@@ -49,7 +49,10 @@ struct CreateOptions {
   bool prefault = false;
   // Ask for transparent huge pages on the mapping (madvise). Takes effect
   // only on a mount that allows them (tmpfs huge=within_size or the sysfs
-  // shmem_enabled setting); harmless elsewhere.
+  // shmem_enabled setting); harmless elsewhere. Worth it for a large table
+  // read in no particular order: its 2 MiB pages spare the TLB misses a
+  // fetch of a cold entry takes (see docs/benchmarks.md, the huge_tmpfs
+  // variants of the random fetches among 10^6 objects).
   bool huge_pages = false;
   // Where the backing file lives: "/dev/shm" unless set (another tmpfs, a
   // huge-page tmpfs). The file is DIRECTORY/sealstore.NAME.
