@@ -77,7 +77,11 @@ ThreadCache& CacheRegistry::mine_slow() {
     if (tc == nullptr) {
       caches_.push_back(std::make_unique<ThreadCache>());
       tc = caches_.back().get();
-      tc->line = static_cast<std::uint32_t>((caches_.size() - 1) % kStatLines);
+      // Lines 1 to kStatLines - 1 for the first caches, one each; any more
+      // share line 0, where every count is an atomic add.
+      std::size_t k = caches_.size() - 1;
+      tc->own_line = k < kStatLines - 1;
+      tc->line = tc->own_line ? static_cast<std::uint32_t>(k + 1) : 0;
     }
     tc->in_use = true;
   }

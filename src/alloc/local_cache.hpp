@@ -35,7 +35,12 @@ using Bins = std::array<std::vector<CachedExtent>, kClasses>;
 struct ThreadCache {
   Bins bins;
   std::uint32_t line = 0;  // its line of the process's SlotStats
-  bool in_use = false;     // a thread has it (under the registry's mutex)
+  // The line is this cache's alone (1 to kStatLines - 1), so the thread
+  // holding the cache is the only writer of its `reserved`. Line 0 is
+  // shared: by the caches beyond the first kStatLines - 1, the drains, and
+  // other processes taking cached entries back.
+  bool own_line = false;
+  bool in_use = false;  // a thread has it (under the registry's mutex)
   // Views and Writers this thread made that are not released yet, less
   // those of them released by other threads: they keep the attachment
   // alive. On a line of its own, so threads count without sharing one.

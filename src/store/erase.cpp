@@ -98,7 +98,7 @@ void Session::finalize(std::uint32_t index, std::uint32_t gen) noexcept {
       std::uint32_t g = next_gen(gen);
       if (!atomic(e.word).compare_exchange_strong(want, make_word(EntryState::Reserved, slot_, g))) return;
       ThreadCache& tc = caches_->mine();
-      add_reserved(tc.line, 1, static_cast<std::int64_t>(extent));
+      add_reserved(tc, 1, static_cast<std::int64_t>(extent));
       auto& bin = tc.bins[*c];
       bin.push_back({index, g, offset, *c});
       if (bin.size() > 2 * std::size_t{batch(*c)}) spill(tc, *c);

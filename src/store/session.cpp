@@ -373,6 +373,18 @@ void Session::add_reserved(std::uint32_t line, std::int64_t entries, std::int64_
   atomic(st.reserved).fetch_add(reserved_word(entries, bytes), std::memory_order_relaxed);
 }
 
+void Session::add_reserved(const ThreadCache& tc, std::int64_t entries, std::int64_t bytes) noexcept {
+  SlotStats& st = stats_line(slot_, tc.line);
+  if (tc.own_line) {
+    // (No locked instruction on every put and erase; readers see either
+    // value, as they would with an add.)
+    store(st.reserved, load(st.reserved, std::memory_order_relaxed) + reserved_word(entries, bytes),
+          std::memory_order_relaxed);
+    return;
+  }
+  atomic(st.reserved).fetch_add(reserved_word(entries, bytes), std::memory_order_relaxed);
+}
+
 std::uint32_t Session::index_of(const RemoteRef& ref) const {
   if (ref.is_null()) throw Error(Errc::InvalidArgument, "the null ref names no object");
   if (ref.segment_tag() != geo().segment_tag) {

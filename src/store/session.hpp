@@ -227,6 +227,9 @@ class Session {
   [[noreturn]] void throw_failed(const RemoteRef& ref) const;
   [[noreturn]] void corrupt(const std::string& what) const;
   void add_reserved(std::uint32_t line, std::int64_t entries, std::int64_t bytes) noexcept;
+  // On the line of tc, the calling thread's own cache: a plain load and
+  // store where tc is the line's only writer, else an atomic add.
+  void add_reserved(const ThreadCache& tc, std::int64_t entries, std::int64_t bytes) noexcept;
 
   // ---- write_path.cpp
   // begin_write beyond the cache: under the lock, spilling if it must.

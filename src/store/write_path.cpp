@@ -154,7 +154,7 @@ bool Session::begin_write_cached(std::uint64_t size, const ValueType& type, Clai
       continue;
     }
     std::uint64_t extent = class_bytes(c);
-    add_reserved(tc.line, -1, -static_cast<std::int64_t>(extent));
+    add_reserved(tc, -1, -static_cast<std::int64_t>(extent));
     store(e.flags, static_cast<std::uint32_t>(kFresh), std::memory_order_relaxed);
     fill_entry(e, size, type);
     store(e.where, id_, std::memory_order_relaxed);
@@ -305,7 +305,7 @@ void Session::abort(std::uint32_t index, std::uint32_t gen) noexcept {
       std::uint32_t g = next_gen(gen);
       if (!atomic(e.word).compare_exchange_strong(w, make_word(EntryState::Reserved, slot_, g))) return;
       ThreadCache& tc = caches_->mine();
-      add_reserved(tc.line, 1, static_cast<std::int64_t>(extent));
+      add_reserved(tc, 1, static_cast<std::int64_t>(extent));
       tc.bins[*c].push_back({index, g, offset, *c});
       if (tc.bins[*c].size() > 2 * std::size_t{batch(*c)}) spill(tc, *c);
       return;
@@ -424,7 +424,7 @@ bool Session::refill(ThreadCache& tc, std::uint32_t c) {
     bin.push_back({*got, gen, x.offset, c});
   }
   for (std::size_t k = used; k < extents.size(); ++k) alloc.release(extents[k]);
-  add_reserved(tc.line, static_cast<std::int64_t>(used), static_cast<std::int64_t>(used * cb));
+  add_reserved(tc, static_cast<std::int64_t>(used), static_cast<std::int64_t>(used * cb));
   publish_alloc_stats_locked();
   return used > 0;
 }

@@ -806,6 +806,43 @@ TEST(Store, many_threads_fetch_and_release_one_object) {
   EXPECT_EQ(s.info().objects, 0U);
 }
 
+// More threads than a process has counter lines: the first threads count
+// on lines of their own without a locked add, the rest share one with
+// atomic adds. A lost count would show as bytes used (or cached) by nobody.
+TEST(Store, many_threads_putting_and_erasing_keep_the_books_exact) {
+  SegmentGuard g;
+  CreateOptions o = small_options(32U << 20U);
+  o.max_objects = 32768;
+  Store s = Store::create(g.name(), o);
+  constexpr int kThreads = 12;  // beyond kStatLines (8)
+  std::vector<std::thread> ts;
+  ts.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&s, t] {
+      std::vector<RemoteRef> refs;
+      refs.reserve(200);
+      for (int round = 0; round < 10; ++round) {
+        for (int k = 0; k < 200; ++k) {
+          auto size = static_cast<std::size_t>(1 + (t * 131 + k * 37) % 3000);
+          refs.push_back(s.put(std::vector<char>(size, static_cast<char>(t))));
+        }
+        for (std::size_t k = 0; k < refs.size(); ++k) {
+          ASSERT_EQ(s.fetch(refs[k]).bytes()[0], static_cast<std::byte>(t));
+          s.erase(refs[k]);
+        }
+        refs.clear();
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  SegmentInfo i = s.info();
+  EXPECT_EQ(i.objects, 0U);
+  EXPECT_EQ(i.used, 0U) << "every byte not free is cached, and counted so";
+  EXPECT_GT(i.cached, 0U);
+  ASSERT_EQ(s.processes().size(), 1U);
+  EXPECT_EQ(s.processes()[0].cached_bytes, i.cached);
+}
+
 // Puts of n small objects, then their erases: what the cache holds after.
 std::uint64_t cached_after_put_and_erase(Store& s, std::size_t n, std::size_t size) {
   std::vector<RemoteRef> refs;
