@@ -49,10 +49,12 @@ struct CreateOptions {
   bool prefault = false;
   // Ask for transparent huge pages on the mapping (madvise). Takes effect
   // only on a mount that allows them (tmpfs huge=within_size or the sysfs
-  // shmem_enabled setting); harmless elsewhere. Worth it for a large table
-  // read in no particular order: its 2 MiB pages spare the TLB misses a
-  // fetch of a cold entry takes (see docs/benchmarks.md, the huge_tmpfs
-  // variants of the random fetches among 10^6 objects).
+  // shmem_enabled setting); harmless elsewhere. The tables do not need it:
+  // when they come to 8 MiB or more (about 2^16 max_objects) and the file
+  // is on a tmpfs, creation puts them on 2 MiB pages whatever the mount
+  // says (Linux 6.1 and later; see docs/architecture.md, "Tables on huge
+  // pages"). This option is for the data region: a mount that allows huge
+  // pages spares large objects' first-touch faults and TLB misses.
   bool huge_pages = false;
   // Where the backing file lives: "/dev/shm" unless set (another tmpfs, a
   // huge-page tmpfs). The file is DIRECTORY/sealstore.NAME.

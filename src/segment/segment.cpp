@@ -5,8 +5,11 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include <fmt/format.h>
 #include <algorithm>
@@ -70,6 +73,29 @@ std::byte* map_aligned(int fd, std::uint64_t size, std::uint64_t offset, int pro
   if (rend > end) ::munmap(reinterpret_cast<void*>(end), rend - end);  // NOLINT
   if (huge) ::madvise(p, size, MADV_HUGEPAGE);
   return static_cast<std::byte*>(p);
+}
+
+// Tables this large or larger are put on huge pages at creation.
+constexpr std::uint64_t kHugeTablesMin = std::uint64_t{8} << 20U;
+
+// Puts the segment's tables (everything before the data region, which
+// starts on a huge page) on 2 MiB pages, when they are large and the file is
+// on a tmpfs. A fetch in random order among many objects otherwise takes a
+// TLB miss per entry and per pin mask, which a virtualised host pays dearly
+// (two-level page walks): on this project's VM, a third of fetch_many's
+// time. MADV_COLLAPSE (Linux 6.1) does it whatever the mount's huge= option
+// and the sysfs shmem_enabled setting say, unless that says deny. It copies
+// populated pages only, so the tables are populated first. Every process
+// that maps the file later maps those pages with one PMD each.
+// Best effort: on an older kernel, another file system or under memory
+// pressure, the tables stay on 4 KiB pages and nothing else changes.
+bool collapse_tables(int fd, std::byte* base, std::uint64_t bytes) {
+  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE, Linux 5.14
+  constexpr int kCollapse = 25;       // MADV_COLLAPSE, Linux 6.1
+  struct statfs fs {};
+  if (bytes < kHugeTablesMin || ::fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC) return false;
+  if (::madvise(base, bytes, kPopulateWrite) != 0) return false;
+  return ::madvise(base, bytes, kCollapse) == 0;
 }
 
 std::uint32_t random_tag() {
@@ -236,6 +262,7 @@ Mapping Mapping::create(const CreateParams& p) {
   m.base_ = map_aligned(m.fd_, g.file_size, 0, PROT_READ | PROT_WRITE, p.prefault, p.huge_pages);
   if (m.base_ == nullptr)
     throw Error(Errc::OutOfMemory, fmt::format("cannot map segment '{}': {}", p.name, errno_text(errno)));
+  collapse_tables(m.fd_, m.base_, g.data_offset);
 
   auto* h = new (m.base_) Header{};
   h->layout_version = kLayoutVersion;

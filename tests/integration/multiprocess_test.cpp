@@ -168,6 +168,35 @@ TEST(MultiProcess, fetch_copies_nothing_and_materialize_copies_once) {
   EXPECT_EQ(st.code, 0) << "1: checksum, 2: fetch grew private memory, 3: materialize did not copy";
 }
 
+// A large object table read in no particular order takes a TLB miss per
+// entry on 4 KiB pages: the creator puts the tables on huge pages, and a
+// process attaching later maps them so too, whatever the mount's setting.
+TEST(MultiProcess, large_tables_are_on_huge_pages_in_every_process_that_maps_them) {
+  if (!test::tmpfs_collapses()) GTEST_SKIP() << "this kernel does not put /dev/shm pages on huge pages (Linux 6.1+)";
+  SegmentGuard g;
+  CreateOptions o = small_options(std::uint64_t{1} << 20U);
+  o.max_objects = 1U << 17U;  // 16 MiB of entries, 2 MiB of pin masks
+  Store s = Store::create(g.name(), o);
+  std::string path = Store::path_of(g.name());
+  EXPECT_GE(test::pmd_mapped_bytes(path), std::uint64_t{18} << 20U);
+  std::vector<RemoteRef> refs(64);
+  for (std::size_t i = 0; i < refs.size(); ++i) refs[i] = s.put(std::uint64_t{i});
+  Child c([&] {
+    std::uint64_t before = test::pmd_mapped_bytes(path);
+    Store t = Store::attach(g.name());
+    std::uint64_t sum = 0;
+    for (const RemoteRef& r : refs) sum += t.fetch(r).as<std::uint64_t>();
+    std::uint64_t after = test::pmd_mapped_bytes(path);
+    std::fprintf(stderr, "huge-page mapped: %llu KiB before attach, %llu KiB after the fetches\n",
+                 static_cast<unsigned long long>(before >> 10U), static_cast<unsigned long long>(after >> 10U));
+    if (sum != 64 * 63 / 2) return 1;
+    return after - before >= (std::uint64_t{2} << 20U) ? 0 : 2;
+  });
+  auto st = c.wait();
+  EXPECT_TRUE(st.exited) << "signal " << st.signal;
+  EXPECT_EQ(st.code, 0) << "1: wrong values, 2: the attacher mapped the tables with 4 KiB pages";
+}
+
 TEST(MultiProcessDeathTest, writing_through_a_view_faults) {
   // "fast": the child is forked at the statement, so it does not re-run the
   // test's set-up and leave a segment of its own behind when it dies.

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,7 +37,7 @@ std::string test_name() {
 
 SegmentGuard::SegmentGuard() : SegmentGuard(std::string()) {}
 
-SegmentGuard::SegmentGuard(std::string suffix)
+SegmentGuard::SegmentGuard(const std::string& suffix)
     : name_("test-" + test_name() + "-" + std::to_string(::getpid()) + "-" + std::to_string(g_counter++) + suffix) {
   Store::remove(name_);
 }
@@ -162,5 +164,52 @@ std::uint64_t smaps_rollup_field(const char* field) {
 }
 
 std::uint64_t private_bytes() { return smaps_rollup_field("Private_Clean") + smaps_rollup_field("Private_Dirty"); }
+
+std::uint64_t pmd_mapped_bytes(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("cannot stat " + path);
+  std::ifstream in("/proc/self/smaps");
+  std::string line;
+  bool ours = false;
+  std::uint64_t total = 0;
+  while (std::getline(in, line)) {
+    std::istringstream ss(line);
+    std::string first;
+    ss >> first;
+    if (first.find('-') != std::string::npos && first.back() != ':') {
+      // A mapping's header: range, perms, offset, dev, inode, path.
+      std::string perms;
+      std::string offset;
+      std::string dev;
+      std::uint64_t inode = 0;
+      ss >> perms >> offset >> dev >> inode;
+      ours = inode == st.st_ino;
+    } else if (ours && (first == "ShmemPmdMapped:" || first == "FilePmdMapped:")) {
+      std::uint64_t kb = 0;
+      ss >> kb;
+      total += kb * 1024;
+    }
+  }
+  return total;
+}
+
+bool tmpfs_collapses(const std::string& directory) {
+  constexpr std::size_t kHuge = std::size_t{2} << 20U;
+  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE
+  constexpr int kCollapse = 25;       // MADV_COLLAPSE
+  int fd = ::open(directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok = false;
+  void* reserve = ::mmap(nullptr, 2 * kHuge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (::ftruncate(fd, kHuge) == 0 && reserve != MAP_FAILED) {
+    auto at = (reinterpret_cast<std::uintptr_t>(reserve) + kHuge - 1) / kHuge * kHuge;
+    void* want = reinterpret_cast<void*>(at);  // NOLINT(performance-no-int-to-ptr)
+    void* p = ::mmap(want, kHuge, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    ok = p != MAP_FAILED && ::madvise(p, kHuge, kPopulateWrite) == 0 && ::madvise(p, kHuge, kCollapse) == 0;
+  }
+  if (reserve != MAP_FAILED) ::munmap(reserve, 2 * kHuge);
+  ::close(fd);
+  return ok;
+}
 
 }  // namespace sealstore::test

@@ -19,7 +19,7 @@ namespace sealstore::test {
 class SegmentGuard {
  public:
   SegmentGuard();
-  explicit SegmentGuard(std::string suffix);
+  explicit SegmentGuard(const std::string& suffix);
   ~SegmentGuard();
   SegmentGuard(const SegmentGuard&) = delete;
   SegmentGuard& operator=(const SegmentGuard&) = delete;
@@ -92,5 +92,12 @@ class Child {
 std::uint64_t private_bytes();
 // A field (e.g. "Pss") of /proc/self/smaps_rollup, bytes.
 std::uint64_t smaps_rollup_field(const char* field);
+// Bytes of the file at path that this process maps with huge (PMD) pages,
+// over all its mappings of that file, from /proc/self/smaps.
+std::uint64_t pmd_mapped_bytes(const std::string& path);
+// Whether this kernel puts the pages of a file in directory (a tmpfs) on
+// huge pages when asked (MADV_COLLAPSE, Linux 6.1), found by trying it on a
+// 2 MiB scratch file there.
+bool tmpfs_collapses(const std::string& directory = "/dev/shm");
 
 }  // namespace sealstore::test
