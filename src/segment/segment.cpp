@@ -89,13 +89,11 @@ constexpr std::uint64_t kHugeTablesMin = std::uint64_t{8} << 20U;
 // that maps the file later maps those pages with one PMD each.
 // Best effort: on an older kernel, another file system or under memory
 // pressure, the tables stay on 4 KiB pages and nothing else changes.
-bool collapse_tables(int fd, std::byte* base, std::uint64_t bytes) {
-  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE, Linux 5.14
-  constexpr int kCollapse = 25;       // MADV_COLLAPSE, Linux 6.1
+void collapse_tables(int fd, std::byte* base, std::uint64_t bytes) {
+  constexpr int kCollapse = 25;  // MADV_COLLAPSE (Linux 6.1), which glibc 2.36 does not name
   struct statfs fs {};
-  if (bytes < kHugeTablesMin || ::fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC) return false;
-  if (::madvise(base, bytes, kPopulateWrite) != 0) return false;
-  return ::madvise(base, bytes, kCollapse) == 0;
+  if (bytes < kHugeTablesMin || ::fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC) return;
+  if (::madvise(base, bytes, MADV_POPULATE_WRITE) == 0) ::madvise(base, bytes, kCollapse);
 }
 
 std::uint32_t random_tag() {

@@ -195,8 +195,7 @@ std::uint64_t pmd_mapped_bytes(const std::string& path) {
 
 bool tmpfs_collapses(const std::string& directory) {
   constexpr std::size_t kHuge = std::size_t{2} << 20U;
-  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE
-  constexpr int kCollapse = 25;       // MADV_COLLAPSE
+  constexpr int kCollapse = 25;  // MADV_COLLAPSE, which glibc 2.36 does not name
   int fd = ::open(directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) return false;
   bool ok = false;
@@ -205,7 +204,7 @@ bool tmpfs_collapses(const std::string& directory) {
     auto at = (reinterpret_cast<std::uintptr_t>(reserve) + kHuge - 1) / kHuge * kHuge;
     void* want = reinterpret_cast<void*>(at);  // NOLINT(performance-no-int-to-ptr)
     void* p = ::mmap(want, kHuge, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
-    ok = p != MAP_FAILED && ::madvise(p, kHuge, kPopulateWrite) == 0 && ::madvise(p, kHuge, kCollapse) == 0;
+    ok = p != MAP_FAILED && ::madvise(p, kHuge, MADV_POPULATE_WRITE) == 0 && ::madvise(p, kHuge, kCollapse) == 0;
   }
   if (reserve != MAP_FAILED) ::munmap(reserve, 2 * kHuge);
   ::close(fd);
